@@ -1,0 +1,5 @@
+//! The one black-box test binary: each module under `e2e/` covers one feature.
+
+mod e2e {
+    pub mod mock_taskmanager;
+}
