@@ -156,7 +156,11 @@ pub(crate) async fn apply(
     }
     if let Some(status) = knobs.fail_status.and_then(|s| StatusCode::from_u16(s).ok()) {
         let body = serde_json::json!({
-            "error": if status.is_server_error() { "server_error" } else { "injected_failure" },
+            "error": match status {
+                StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+                s if s.is_server_error() => "server_error",
+                _ => "invalid_request",
+            },
             "error_description": format!("injected failure: fail_status knob is {}", status.as_u16()),
         });
         return (status, Json(body)).into_response();

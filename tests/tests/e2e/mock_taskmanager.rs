@@ -170,7 +170,7 @@ impl Tm {
             .unwrap()
     }
 
-    /// Tokens for alice with `scope`, through the whole flow.
+    /// Tokens for `username` with `scope`, through the whole flow (client_secret_basic).
     async fn tokens(&self, username: &str, scope: &str) -> Value {
         let code = self
             .code(

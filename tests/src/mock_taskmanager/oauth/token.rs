@@ -105,6 +105,7 @@ fn redeem_code(
     let access_ttl = state.knobs().access_token_ttl;
     let mut db = state.db();
     db.sweep(now);
+    let grant_id = db.next_grant_id;
     let record = db
         .codes
         .get_mut(&TokenHash::of(code))
@@ -114,24 +115,18 @@ fn redeem_code(
             "the authorization code was issued to another client",
         ));
     }
-    if let Some(grant_id) = record.redeemed {
+    if let Some(previous) = record.redeemed {
         // §4.1.2: a second redemption should revoke what the first one issued.
-        db.revoke_grant(grant_id);
+        db.revoke_grant(previous);
         tracing::warn!(target: "security", client_id = %client.client_id, "authorization code reused; its grant is revoked");
         return Err(OAuthError::invalid_grant(
             "the authorization code was already used",
         ));
     }
-    let grant_id = db.next_grant_id;
-    db.next_grant_id += 1;
-    let Some(record) = db.codes.get_mut(&TokenHash::of(code)) else {
-        return Err(OAuthError::invalid_grant(
-            "unknown or expired authorization code",
-        ));
-    };
     // Consumed now, whatever the checks below decide: a code is presented once.
     record.redeemed = Some(grant_id);
     let record = record.clone();
+    db.next_grant_id += 1;
 
     let sent_redirect = param(params, "redirect_uri");
     let redirect_ok = match sent_redirect {
