@@ -51,6 +51,8 @@ pub struct Args {
         long,
         env = "TASKMANAGER_SESSION_COOKIE",
         hide_env_values = true,
+        // Random cookie values may start with `-`.
+        allow_hyphen_values = true,
         value_name = "COOKIE"
     )]
     pub session_cookie: Option<String>,
@@ -406,6 +408,13 @@ mod tests {
         assert_eq!(check_client_name("  MCP  ").unwrap(), "MCP");
         assert!(check_client_name(" ").is_err());
         assert!(check_client_name("a\u{1b}[31m").is_err());
+    }
+
+    #[test]
+    fn cookie_values_may_start_with_a_hyphen() {
+        let a = args(&["--session-cookie", "-Xb3_k", "--list-only"]);
+        assert_eq!(a.session_cookie.as_deref(), Some("-Xb3_k"));
+        assert!(a.list_only);
     }
 
     #[test]

@@ -191,17 +191,17 @@ pub fn register_summary(
         cell(scope),
     );
     let what = if json {
-        "The client, secret included, as JSON"
+        "The client (secret included) as JSON is"
     } else {
-        "The env lines"
+        "The env lines are"
     };
     match destination {
         Destination::Stdout => out.push_str(&format!(
-            "{what} are on stdout; TaskManager will not show the secret again, so store it now.\n"
+            "{what} on stdout; TaskManager will not show the secret again, so store it now.\n"
         )),
         Destination::File(path) => {
             out.push_str(&format!(
-                "{what} are in {} (mode 0600); TaskManager will not show the secret again.\n",
+                "{what} in {} (mode 0600); TaskManager will not show the secret again.\n",
                 path.display()
             ));
             if !json {

@@ -275,8 +275,9 @@ fn scope_string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String
 #[derive(Debug, thiserror::Error)]
 pub enum TaskManagerError {
     #[error(
-        "TaskManager at {url} did not answer within {secs} seconds; check that it is running, \
-         or allow more time with --timeout"
+        "TaskManager at {url} did not answer within {secs} second{}; check that it is running, \
+         or allow more time with --timeout",
+        if *.secs == 1 { "" } else { "s" }
     )]
     Timeout { url: String, secs: u64 },
     #[error(
@@ -306,6 +307,15 @@ pub enum TaskManagerError {
          base URL"
     )]
     Unexpected { url: String, what: String },
+    #[error(
+        "TaskManager at {url} failed (HTTP {status}{}); try again later or look at its logs",
+        colon(.message)
+    )]
+    ServerError {
+        url: String,
+        status: u16,
+        message: Option<String>,
+    },
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
 }
@@ -327,9 +337,9 @@ impl TaskManagerError {
             TaskManagerError::Unauthorized { .. } | TaskManagerError::Forbidden { .. } => {
                 Kind::NotAuthorized
             }
-            TaskManagerError::Rejected { .. } | TaskManagerError::Unexpected { .. } => {
-                Kind::Unexpected
-            }
+            TaskManagerError::Rejected { .. }
+            | TaskManagerError::ServerError { .. }
+            | TaskManagerError::Unexpected { .. } => Kind::Unexpected,
             TaskManagerError::Client(_) => Kind::LocalIo,
         }
     }
@@ -518,10 +528,12 @@ fn check_status(
             status: code,
             message: error_message(body),
         }),
-        _ => Err(cx.unexpected(match error_message(body) {
-            Some(m) => format!("HTTP {code}: {m}"),
-            None => format!("HTTP {code}"),
-        })),
+        s if s.is_server_error() => Err(TaskManagerError::ServerError {
+            url: cx.url.to_owned(),
+            status: code,
+            message: error_message(body),
+        }),
+        _ => Err(cx.unexpected(format!("HTTP {code}"))),
     }
 }
 
@@ -746,6 +758,7 @@ mod tests {
         assert_eq!(kind(404, b""), Some(Kind::Unexpected));
         assert_eq!(kind(400, b"{}"), Some(Kind::Unexpected));
         assert_eq!(kind(500, b""), Some(Kind::Unexpected));
+        assert_eq!(kind(204, b""), Some(Kind::Unexpected));
     }
 
     #[test]
