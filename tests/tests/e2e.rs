@@ -2,4 +2,5 @@
 
 mod e2e {
     pub mod mock_taskmanager;
+    pub mod setup_client;
 }
