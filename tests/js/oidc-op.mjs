@@ -32,16 +32,18 @@
 // not offline_access was asked for) and rotated on every use.
 //
 // How the Rust end-to-end test points the auth server at it (upstream configured by base URL
-// plus endpoint paths, DESIGN.md §5):
+// plus endpoint paths, DESIGN.md §5; flag names as in `auth-server --help`):
 //   auth-server --taskmanager-url <printed URL> \
-//       --taskmanager-authorize-path /auth --taskmanager-token-path /token \
-//       --taskmanager-jwks-path /jwks [--taskmanager-userinfo-path /me] \
-//       --taskmanager-scope "openid read write" \
-//       --client-id <--client-id> --client-secret <--client-secret>  (token endpoint auth method
-//       as --auth-method)
-// with this OP started with `--redirect-uri <auth server>/oauth/callback`. The user's identity
-// comes from the id_token (verified against /jwks, iss = the printed URL, aud = client id).
-// (Flag names follow the auth server's `--help`; the paths above are what this OP serves.)
+//       --client-id <this OP's --client-id> --client-secret <its --client-secret> \
+//       --upstream-authorize-path /auth --upstream-token-path /token \
+//       --upstream-jwks-path /jwks [--upstream-userinfo-path /me] \
+//       --upstream-scope "openid read write" \
+//       --upstream-auth-method client-secret-basic   (or client-secret-post, as --auth-method)
+// with this OP started with `--redirect-uri <auth server URL>/oauth/callback`. The user's identity
+// comes from the id_token: verified against /jwks, iss = the printed URL (the auth server's
+// default --upstream-issuer is its --taskmanager-url, which is exactly that), aud = client id,
+// sub = the user name (`alice`). The resource server's tools can use GET /api/tasks here with
+// `--taskmanager-url <printed URL>`.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
