@@ -23,4 +23,8 @@ pub struct TokenResponse {
     /// RFC 8693 §2.2.1, present on token-exchange responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_token_type: Option<String>,
+    /// Extension on token-exchange responses to the resource server: `fresh` or `refreshed`,
+    /// the state of the user's upstream grant (shown by the `auth_status` tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_grant_state: Option<String>,
 }

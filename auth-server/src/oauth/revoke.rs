@@ -1,0 +1,78 @@
+//! `POST /oauth/revoke` (RFC 7009 §2). Access and refresh tokens, with or without
+//! `token_type_hint`. Revoking a refresh token revokes its family (every access and refresh
+//! token of that login). Unknown tokens, and tokens of other clients, answer 200 as RFC 7009
+//! §2.2 says, so the endpoint cannot be used to probe tokens. Takes effect at introspection at
+//! once: introspection reads the same store.
+
+use super::NoStore;
+use crate::extract::{OAuthForm, authenticate_client, presented_client};
+use crate::ops::Metrics;
+use crate::state::AppState;
+use crate::tokens::access;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use shared::secret::TokenHash;
+use shared::{OAuthError, UnixTime, paths};
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route(paths::REVOKE, post(revoke))
+}
+
+async fn revoke(
+    State(app): State<AppState>,
+    OAuthForm(params, headers): OAuthForm,
+) -> Result<NoStore<StatusCode>, OAuthError> {
+    let client = authenticate_client(&app, presented_client(&headers, &params)?).await?;
+    let token = params.require("token")?;
+    let now = app.clock.now();
+    let refresh_first = params.get("token_type_hint") == Some("refresh_token");
+    if refresh_first {
+        if !revoke_refresh(&app, &client.client_id, token, now).await? {
+            revoke_access(&app, &client.client_id, token, now).await?;
+        }
+    } else if !revoke_access(&app, &client.client_id, token, now).await? {
+        revoke_refresh(&app, &client.client_id, token, now).await?;
+    }
+    Ok(NoStore(StatusCode::OK))
+}
+
+async fn revoke_access(
+    app: &AppState,
+    client_id: &str,
+    token: &str,
+    now: UnixTime,
+) -> Result<bool, OAuthError> {
+    let Some(active) = access::check(app, token, now).await? else {
+        return Ok(false);
+    };
+    if active.claims.client_id != client_id {
+        return Ok(true);
+    }
+    app.store
+        .revoke_access(&active.claims.jti, UnixTime(active.claims.exp))
+        .await?;
+    Metrics::inc(&app.metrics.revocations);
+    tracing::info!(target: "security", %client_id, "access token revoked");
+    Ok(true)
+}
+
+async fn revoke_refresh(
+    app: &AppState,
+    client_id: &str,
+    token: &str,
+    now: UnixTime,
+) -> Result<bool, OAuthError> {
+    let Some(rec) = app.store.get_refresh(&TokenHash::of(token), now).await? else {
+        return Ok(false);
+    };
+    if rec.client_id != client_id {
+        return Ok(true);
+    }
+    app.store.revoke_family(&rec.family_id, now).await?;
+    Metrics::inc(&app.metrics.revocations);
+    tracing::info!(target: "security", %client_id, "refresh token family revoked");
+    Ok(true)
+}

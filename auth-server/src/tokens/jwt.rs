@@ -1,0 +1,38 @@
+//! The MCP access token: a JWT (RFC 9068 profile) signed with our current EdDSA key.
+
+use super::keys::{KeyError, KeyRing};
+use jsonwebtoken::{Algorithm, Header, Validation};
+use shared::UnixTime;
+use shared::claims::{ACCESS_TOKEN_TYP, AccessTokenClaims};
+
+/// Signs `claims` with the current key.
+pub async fn sign(keys: &KeyRing, claims: &AccessTokenClaims) -> Result<String, KeyError> {
+    let (kid, key) = keys.signing_key().await?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid);
+    header.typ = Some(ACCESS_TOKEN_TYP.into());
+    jsonwebtoken::encode(&header, claims, &key).map_err(|_| KeyError::NoKey)
+}
+
+/// Verifies signature, issuer and expiry; `None` for anything not a valid token of ours.
+/// Audience is checked by the caller (introspection reports it; the resource server compares).
+pub async fn verify(
+    keys: &KeyRing,
+    token: &str,
+    issuer: &str,
+    now: UnixTime,
+) -> Option<AccessTokenClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::EdDSA {
+        return None;
+    }
+    let key = keys.decoding_key(header.kid.as_deref()?, now).await?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    // Expiry is checked below against our clock, without leeway.
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &key, &validation).ok()?;
+    (data.claims.exp > now.0).then_some(data.claims)
+}
