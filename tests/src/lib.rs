@@ -6,5 +6,6 @@
 
 pub mod mock_taskmanager;
 pub mod spawn;
+pub mod stack;
 
 pub use spawn::{Server, bin_path};

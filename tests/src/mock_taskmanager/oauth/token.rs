@@ -285,5 +285,6 @@ fn issue(
         scope: Some(grant.scope.to_string()),
         id_token,
         issued_token_type: None,
+        upstream_grant_state: None,
     })
 }

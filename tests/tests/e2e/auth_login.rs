@@ -1,0 +1,180 @@
+//! The federated login end to end: discovery → registration → consent → TaskManager login →
+//! our code → MCP tokens; and the rules of each step.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use harness::stack::{Browser, Pkce, Stack, redirect_prefix};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn metadata_advertises_endpoints_and_s256() {
+    let stack = Stack::start().await.unwrap();
+    let m: Value = stack
+        .http
+        .get(stack.at("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let issuer = stack.issuer();
+    assert_eq!(m["issuer"], issuer);
+    assert_eq!(
+        m["authorization_endpoint"],
+        format!("{issuer}/oauth/authorize")
+    );
+    assert_eq!(m["token_endpoint"], format!("{issuer}/oauth/token"));
+    assert_eq!(
+        m["registration_endpoint"],
+        format!("{issuer}/oauth/register")
+    );
+    assert_eq!(m["introspection_endpoint"], format!("{issuer}/introspect"));
+    assert_eq!(m["revocation_endpoint"], format!("{issuer}/oauth/revoke"));
+    assert_eq!(m["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
+    assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(m["response_types_supported"], json!(["code"]));
+    let jwks: Value = stack
+        .http
+        .get(stack.at("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["alg"], "EdDSA");
+    assert!(key["kid"].as_str().is_some());
+    let health = stack.http.get(stack.at("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn full_login_issues_our_own_tokens() {
+    let stack = Stack::start().await.unwrap();
+    let client = stack.public_client().await.unwrap();
+    let pkce = Pkce::s256();
+    let redirect = stack.authorize(&client, &pkce).await.unwrap();
+    assert_eq!(redirect.param("state"), Some("st-123"));
+    assert_eq!(redirect.param("iss"), Some(stack.issuer().as_str()));
+    let response = stack.redeem(&client, redirect.code(), &pkce).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let tokens: Value = response.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 3600);
+    assert_eq!(tokens["scope"], "read write");
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh.len(), 43, "256-bit opaque refresh token");
+    let access = tokens["access_token"].as_str().unwrap();
+    let header: Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(access.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    let claims = jwt_claims(access);
+    assert_eq!(claims["iss"], stack.issuer());
+    assert_eq!(claims["sub"], "user-alice");
+    assert_eq!(claims["aud"], stack.resource);
+    assert_eq!(claims["client_id"], client.client_id);
+    assert_eq!(claims["scope"], "read write");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        3600
+    );
+    assert!(claims["jti"].as_str().is_some());
+    // TaskManager's token never reaches the MCP client.
+    assert!(!tokens.to_string().contains("tm_"), "{tokens}");
+    let introspected = stack.introspect(access).await.unwrap();
+    assert_eq!(introspected["active"], true);
+    assert_eq!(introspected["sub"], "user-alice");
+}
+
+#[tokio::test]
+async fn confidential_client_with_basic_and_post() {
+    let stack = Stack::start().await.unwrap();
+    for method in ["client_secret_basic", "client_secret_post"] {
+        let client = stack
+            .register(method, "https://app.example/cb")
+            .await
+            .unwrap();
+        assert!(client.client_secret.is_some());
+        let pkce = Pkce::s256();
+        let redirect = stack.authorize(&client, &pkce).await.unwrap();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", redirect.code()),
+            ("redirect_uri", client.redirect_uri.as_str()),
+            ("code_verifier", pkce.verifier.as_str()),
+        ];
+        let req = stack.http.post(stack.at("/oauth/token"));
+        let secret = client.client_secret.clone().unwrap();
+        let resp = if method == "client_secret_basic" {
+            req.basic_auth(&client.client_id, Some(&secret))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        } else {
+            let mut f = form.to_vec();
+            f.push(("client_id", &client.client_id));
+            f.push(("client_secret", &secret));
+            req.form(&f).send().await.unwrap()
+        };
+        assert_eq!(resp.status(), StatusCode::OK, "{method}");
+        // Wrong secret: invalid_client; via Basic: 401 + Basic challenge.
+        let bad = stack
+            .http
+            .post(stack.at("/oauth/token"))
+            .basic_auth(&client.client_id, Some("wrong"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            bad.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic")
+        );
+        assert_eq!(
+            bad.json::<Value>().await.unwrap()["error"],
+            "invalid_client"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deny_returns_access_denied_with_iss() {
+    let stack = Stack::start().await.unwrap();
+    let client = stack.public_client().await.unwrap();
+    let url = stack.authorize_url(&client, &Pkce::s256(), &[]).unwrap();
+    let redirect = Browser::new()
+        .login(url, "alice", "deny", &redirect_prefix(&client.redirect_uri))
+        .await
+        .unwrap();
+    assert_eq!(redirect.param("error"), Some("access_denied"));
+    assert_eq!(redirect.param("state"), Some("st-123"));
+    assert_eq!(redirect.param("iss"), Some(stack.issuer().as_str()));
+}
