@@ -3,6 +3,9 @@
 //! (docs/CONTRACTS.md), and a round trip proving the printed credentials work at TaskManager's
 //! token endpoint.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use harness::{Server, bin_path};
