@@ -83,12 +83,13 @@ pub struct Args {
     #[arg(long = "redirect-uri", value_name = "URI")]
     pub redirect_uri: Vec<String>,
 
-    /// Scopes the client may request, separated by spaces or commas. The auth server asks
-    /// TaskManager for `openid` too when it learns who logged in from TaskManager's id_token:
-    /// register with --scopes "openid read write" for that.
+    /// Scopes the client may request, separated by spaces or commas. TaskManager refuses the
+    /// auth server any scope beyond these, and the auth server asks for its
+    /// --upstream-scope (default "openid read write"; `openid` lets it learn the user from an
+    /// id_token): register with --scopes "openid read write" unless it uses a userinfo endpoint.
     #[arg(
         long,
-        env = "TASKMANAGER_MCP_SCOPE",
+        env = "TASKMANAGER_UPSTREAM_SCOPE",
         default_value = "read write",
         value_name = "SCOPES"
     )]

@@ -215,7 +215,9 @@ pub fn register_summary(
     if !scope.split(' ').any(|s| s == "openid") {
         out.push_str(
             "Note: without the openid scope the auth server cannot learn the user from an \
-             id_token; register with --scopes \"openid read write\" if it relies on one.\n",
+             id_token, and TaskManager refuses its default request for \"openid read write\"; \
+             register with --scopes \"openid read write\" unless the auth server uses \
+             --upstream-userinfo-path and a narrower --upstream-scope.\n",
         );
     }
     out
