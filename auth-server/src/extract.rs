@@ -10,8 +10,12 @@ use shared::OAuthError;
 use shared::secret::{TokenHash, constant_time_eq};
 use std::collections::HashMap;
 
-/// Largest form body an OAuth endpoint reads.
+/// Largest form body an OAuth endpoint accepts.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Largest body the server reads at all. Bodies between the two are read and then refused with
+/// a JSON error: refusing before reading would reset the connection mid-upload, and the client
+/// would see a transport error instead of RFC 6749 JSON.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Parameters of an OAuth request. Every parameter may appear once, except `resource`
 /// (RFC 8707 §2 allows several); a repeated one is `invalid_request` (RFC 6749 §3.1, §3.2).

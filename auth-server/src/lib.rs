@@ -104,7 +104,7 @@ pub fn router(app: AppState) -> Router {
         .merge(ops::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(extract::MAX_FORM_BYTES))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .with_state(app)
 }
 

@@ -2,6 +2,8 @@
 
 mod e2e {
     pub mod auth_login;
+    pub mod auth_rules;
     pub mod mock_taskmanager;
+    pub mod resource_server;
     pub mod setup_client;
 }

@@ -275,6 +275,9 @@ async fn register_client(
             "registration body must be application/json",
         ));
     }
+    if body.len() > crate::extract::MAX_FORM_BYTES {
+        return Err(metadata_error("registration body is too large"));
+    }
     let value: Value = serde_json::from_slice(body)
         .map_err(|_| metadata_error("registration body is not valid JSON"))?;
     let meta = check_metadata(&value, &app.settings.mcp_scopes)?;

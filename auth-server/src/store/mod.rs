@@ -165,7 +165,8 @@ pub enum Rotation {
         old: RefreshRecord,
         family: FamilyRecord,
     },
-    /// `old` was rotated less than the grace window ago: answer with the same successor.
+    /// `old` was rotated less than the grace window ago (and its successor is still unused):
+    /// answer with the same successor. A window of 0 disables the grace.
     Grace {
         old: RefreshRecord,
         family: FamilyRecord,

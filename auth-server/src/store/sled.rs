@@ -312,7 +312,7 @@ impl Store for SledStore {
                 let successor: Option<RefreshRecord> =
                     tx_get(refreshes, prev.successor_hash.as_str().as_bytes())?;
                 let successor_unrotated = successor.is_some_and(|s| s.rotated.is_none());
-                if now.0 <= prev.at.0.saturating_add(grace_secs) && successor_unrotated {
+                if now.0 < prev.at.0.saturating_add(grace_secs) && successor_unrotated {
                     return Ok(Rotation::Grace {
                         old: old_rec,
                         family,
