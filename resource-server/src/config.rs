@@ -104,6 +104,11 @@ pub enum ConfigError {
     CacheTooLong,
     #[error("--cache-capacity must be at least 1")]
     CacheCapacity,
+    #[error("{flag} is required (or set {env}): introspection and token exchange need it")]
+    Missing {
+        flag: &'static str,
+        env: &'static str,
+    },
 }
 
 /// The checked configuration. The resource URL is known only once the port is bound.
@@ -149,6 +154,18 @@ impl Args {
         }
         if self.cache_capacity == 0 {
             return Err(ConfigError::CacheCapacity);
+        }
+        if self.rs_client_id.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                flag: "--rs-client-id",
+                env: "MCP_RS_CLIENT_ID",
+            });
+        }
+        if self.rs_client_secret.is_empty() {
+            return Err(ConfigError::Missing {
+                flag: "--rs-client-secret",
+                env: "MCP_RS_CLIENT_SECRET",
+            });
         }
         let mut allowed_hosts: Vec<String> =
             vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -230,14 +247,21 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Args {
-        let mut argv = vec!["resource-server"];
+        let mut argv = vec![
+            "resource-server",
+            "--rs-client-id",
+            "rs",
+            "--rs-client-secret",
+            "s",
+        ];
         argv.extend_from_slice(extra);
         Args::parse_from(argv)
     }
 
     #[test]
     fn issue_command_line_parses() {
-        let a = args(&[
+        let a = Args::parse_from([
+            "resource-server",
             "--port",
             "8001",
             "--auth-server",
@@ -251,6 +275,10 @@ mod tests {
             "--taskmanager-url",
             "http://127.0.0.1:4321",
         ]);
+        assert!(matches!(
+            Args::parse_from(["resource-server"]).validate("127.0.0.1:1".parse().unwrap()),
+            Err(ConfigError::Missing { .. })
+        ));
         let c = a.validate("127.0.0.1:8001".parse().unwrap()).unwrap();
         assert_eq!(c.resource, "http://127.0.0.1:8001/mcp");
         assert_eq!(c.auth_server, "http://127.0.0.1:9000");

@@ -199,6 +199,102 @@ mod tests {
         );
     }
 
+    /// A local HTTP endpoint answering `status` and `body` to every introspection, recording
+    /// the requests' Authorization header and form; its base URL.
+    async fn endpoint(
+        status: u16,
+        body: &'static str,
+    ) -> (String, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            shared::paths::INTROSPECT,
+            axum::routing::post(move |headers: axum::http::HeaderMap, form: String| {
+                let record = record.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    record.lock().unwrap().push((auth, form));
+                    (axum::http::StatusCode::from_u16(status).unwrap(), body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    fn client(url: &str) -> Introspector {
+        Introspector::new(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+            url,
+            "rs id".into(),
+            shared::Secret::new("s3cret".into()),
+            Duration::from_secs(3),
+            10,
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[tokio::test]
+    async fn answers_are_classified() {
+        let now = UnixTime::now();
+        let (url, seen) = endpoint(200, r#"{"active":true,"sub":"u","exp":99999999999}"#).await;
+        let r = client(&url).introspect("tok", now).await.unwrap();
+        assert!(r.active);
+        let (auth, form) = seen.lock().unwrap()[0].clone();
+        // Basic over the form-encoded id and secret (RFC 6749 §2.3.1): "rs+id:s3cret".
+        assert_eq!(auth, "Basic cnMraWQ6czNjcmV0");
+        assert_eq!(form, "token=tok&token_type_hint=access_token");
+
+        let (url, _) = endpoint(500, "oops").await;
+        assert!(matches!(
+            client(&url).introspect("tok", now).await,
+            Err(IntrospectError::Unavailable(_))
+        ));
+        let (url, _) = endpoint(401, r#"{"error":"invalid_client"}"#).await;
+        assert!(matches!(
+            client(&url).introspect("tok", now).await,
+            Err(IntrospectError::Refused(401))
+        ));
+        let (url, _) = endpoint(200, "<html>").await;
+        assert!(matches!(
+            client(&url).introspect("tok", now).await,
+            Err(IntrospectError::Malformed)
+        ));
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        assert!(matches!(
+            client(&closed).introspect("tok", now).await,
+            Err(IntrospectError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached_but_answers_are() {
+        let now = UnixTime::now();
+        let (url, seen) = endpoint(200, r#"{"active":false}"#).await;
+        let c = client(&url);
+        for _ in 0..3 {
+            assert!(!c.introspect("tok", now).await.unwrap().active);
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1, "the answer was cached");
+        let (url, seen) = endpoint(503, "").await;
+        let c = client(&url);
+        for _ in 0..3 {
+            assert!(c.introspect("tok", now).await.is_err());
+        }
+        assert_eq!(seen.lock().unwrap().len(), 3, "failures are retried");
+    }
+
     #[test]
     fn credentials_are_form_encoded() {
         assert_eq!(form_encode("a b:c"), "a+b%3Ac");
