@@ -1032,3 +1032,52 @@ async fn a_lost_upstream_grant_asks_the_user_to_sign_in_again() {
         "{status}"
     );
 }
+
+#[tokio::test]
+async fn the_official_rust_sdk_client_works_and_sees_the_step_up() {
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, ClientConfig};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let stack = Stack::start().await.unwrap();
+    let (_, full) = login(&stack, "alice", None).await;
+    let (_, read) = login(&stack, "alice", Some("read")).await;
+    let rs = Rs::for_stack(&stack, &[]).await;
+    let connect = |token: String| {
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(rs.endpoint()).auth_header(token),
+        );
+        ClientConfig::default().serve(transport)
+    };
+
+    let client = connect(access(&full)).await.unwrap();
+    let tools = client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 6);
+    let args = json!({"title": "From the Rust SDK"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let created = client
+        .call_tool(CallToolRequestParams::new("create_task").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(created.is_error, Some(false), "{created:?}");
+    let _ = client.cancel().await;
+
+    let client = connect(access(&read)).await.unwrap();
+    let listed = client
+        .call_tool(CallToolRequestParams::new("list_tasks"))
+        .await
+        .unwrap();
+    assert_eq!(listed.is_error, Some(false));
+    let args = json!({"title": "nope"}).as_object().unwrap().clone();
+    let refused = client
+        .call_tool(CallToolRequestParams::new("create_task").with_arguments(args))
+        .await
+        .unwrap_err();
+    let text = format!("{refused:?}");
+    assert!(text.contains("insufficient_scope"), "{text}");
+    assert!(text.contains(r#"scope=\"write\""#), "{text}");
+    let _ = client.cancel().await;
+}
