@@ -7,13 +7,17 @@
 //
 //   node browser-login.mjs --url AUTHORIZATION_URL [--username alice] [--password password]
 //        [--deny] [--expect-redirect-prefix URL] [--screenshot-dir DIR]
-//        [--screenshot KIND=FILE.png]... [--timeout-ms 60000]
+//        [--screenshot KIND=FILE.png]... [--timeout-ms 60000] [--bypass-csp]
 //
 //   The authorization URL may also be given as the first positional argument. Without
 //   --expect-redirect-prefix, the `redirect_uri` query parameter of the authorization URL is
 //   used. On success it prints one JSON line `{"url": "<final redirect URL>", "pages": [...]}`
 //   on stdout and exits 0; on failure it prints a message on stderr, saves error.png (into
 //   --screenshot-dir, or a fresh temporary folder whose path is printed) and exits 1.
+//
+// --bypass-csp is for diagnosis only: it hides Content-Security-Policy mistakes of the pages
+// (such as a `form-action 'self'` that forbids the redirect to TaskManager after consent), which
+// the browser console, printed on failure, otherwise names.
 //
 // Module use (mcp-client.mjs): `import { browserLogin } from './browser-login.mjs'`.
 //
@@ -86,6 +90,7 @@ export async function browserLogin({
   screenshotDir,
   screenshots = {}, // kind -> file path
   timeoutMs = 60_000,
+  bypassCsp = false, // diagnosis only: hides Content-Security-Policy bugs of the pages
   log = (msg) => process.stderr.write(`[browser-login] ${msg}\n`),
 } = {}) {
   if (!url) throw new LoginError('no authorization URL given');
@@ -100,6 +105,7 @@ export async function browserLogin({
   const remaining = () => Math.max(0, timeoutMs - (Date.now() - started));
   const pages = [];
   const saved = [];
+  const consoleErrors = [];
   let finalUrl;
   let resolveDone;
   const done = new Promise((resolve) => { resolveDone = resolve; });
@@ -114,8 +120,13 @@ export async function browserLogin({
   let page;
   let overall;
   try {
-    const context = await browser.newContext({ ignoreHTTPSErrors: false });
+    const context = await browser.newContext({ ignoreHTTPSErrors: false, bypassCSP: bypassCsp });
     page = await context.newPage();
+    // What the page's console says (a CSP violation, a script error) explains a stuck flow.
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' || msg.type() === 'warning') consoleErrors.push(msg.text().slice(0, 500));
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`.slice(0, 500)));
     page.setDefaultTimeout(Math.min(15_000, timeoutMs));
     page.setDefaultNavigationTimeout(Math.min(20_000, timeoutMs));
 
@@ -173,7 +184,13 @@ export async function browserLogin({
 
     const waitForProgress = async (before, ms) => {
       const deadline = Date.now() + Math.min(ms, remaining());
+      const errorsBefore = consoleErrors.length;
       while (finalUrl === undefined && navCount === before && Date.now() < deadline) {
+        // A Content-Security-Policy refusal never turns into a navigation: stop waiting at once.
+        if (consoleErrors.slice(errorsBefore).some((m) => m.includes('Content Security Policy'))) {
+          await new Promise((r) => setTimeout(r, 300)); // let a racing navigation show up
+          if (navCount === before && finalUrl === undefined) return false;
+        }
         await Promise.race([done, new Promise((r) => setTimeout(r, 100))]);
       }
       if (finalUrl === undefined && navCount !== before) {
@@ -272,7 +289,8 @@ export async function browserLogin({
       shot = undefined;
     }
     const e = err instanceof LoginError ? err : new LoginError(err?.message || String(err));
-    e.message = `${e.message}${shot ? `\nscreenshot: ${shot}` : ''}`;
+    const consoleText = consoleErrors.filter((m) => !/ERR_BLOCKED_BY_CLIENT|net::ERR_FAILED/.test(m)).slice(-5);
+    e.message = `${e.message}${consoleText.length ? `\n--- browser console ---\n${consoleText.join('\n')}` : ''}${shot ? `\nscreenshot: ${shot}` : ''}`;
     e.pages = pages;
     throw e;
   } finally {
@@ -306,6 +324,7 @@ function parseArgs(argv) {
         break;
       }
       case '--timeout-ms': opts.timeoutMs = Number(value()); break;
+      case '--bypass-csp': opts.bypassCsp = true; break;
       case '--help': case '-h':
         process.stdout.write('usage: browser-login.mjs --url URL [--username U] [--password P] [--deny] [--expect-redirect-prefix URL] [--screenshot-dir DIR] [--screenshot KIND=FILE] [--timeout-ms N]\n');
         process.exit(0);

@@ -6,7 +6,7 @@
 //   node mcp-client.mjs --server-url http://127.0.0.1:PORT/mcp
 //        [--client-type public|confidential] [--username alice] [--password password]
 //        [--screenshot-dir DIR] [--timeout-ms 180000] [--revoke-wait-ms 30000]
-//        [--tool-args NAME=JSON]...
+//        [--tool-args NAME=JSON]... [--bypass-csp (diagnosis only, see browser-login.mjs)]
 //
 // public       registers dynamically (RFC 7591) with token_endpoint_auth_method "none"
 // confidential registers with "client_secret_basic" and authenticates with it
@@ -53,6 +53,7 @@ function parseArgs(argv) {
     screenshotDir: undefined,
     timeoutMs: 180_000,
     revokeWaitMs: 30_000,
+    bypassCsp: false,
     toolArgs: {},
   };
   for (let i = 0; i < argv.length; i += 1) {
@@ -75,6 +76,7 @@ function parseArgs(argv) {
       case '--screenshot-dir': o.screenshotDir = value(); break;
       case '--timeout-ms': o.timeoutMs = Number(value()); break;
       case '--revoke-wait-ms': o.revokeWaitMs = Number(value()); break;
+      case '--bypass-csp': o.bypassCsp = true; break;
       case '--tool-args': {
         const v = value();
         const k = v.indexOf('=');
@@ -236,6 +238,7 @@ async function main() {
       expectRedirectPrefix: redirectUrl,
       screenshotDir: o.screenshotDir,
       timeoutMs: Math.min(60_000, o.timeoutMs),
+      bypassCsp: o.bypassCsp,
       log: (m) => process.stderr.write(`[browser-login] ${m}\n`),
     }),
   });

@@ -10,7 +10,7 @@ redirect, and the streamable HTTP client transport under `mcp.Client`.
     python tests/py/mcp_client.py --server-url http://127.0.0.1:PORT/mcp
         [--client-type public|confidential] [--username alice] [--password password]
         [--screenshot-dir DIR] [--timeout-ms 180000] [--revoke-wait-ms 30000]
-        [--mode legacy|auto] [--tool-args NAME=JSON]...
+        [--mode legacy|auto] [--tool-args NAME=JSON]... [--bypass-csp]
 
 Steps: login (401, discovery, dynamic registration, browser login, code exchange: all inside
 the first request of the session), initialize, tools_list, auth_status, list_tasks, refresh,
@@ -79,8 +79,11 @@ class MemoryStorage(TokenStorage):
 class BrowserLogin:
     """Redirect and callback handlers: the 'browser' is browser-login.mjs in headless Chromium."""
 
-    def __init__(self, redirect_uri: str, username: str, password: str, screenshot_dir: str | None) -> None:
+    def __init__(
+        self, redirect_uri: str, username: str, password: str, screenshot_dir: str | None, bypass_csp: bool = False
+    ) -> None:
         self.redirect_uri = redirect_uri
+        self.bypass_csp = bypass_csp
         self.username = username
         self.password = password
         self.screenshot_dir = screenshot_dir
@@ -111,6 +114,8 @@ class BrowserLogin:
         ]
         if self.screenshot_dir:
             cmd += ["--screenshot-dir", self.screenshot_dir]
+        if self.bypass_csp:
+            cmd.append("--bypass-csp")
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=None
         )
@@ -205,7 +210,7 @@ def describe(e: BaseException) -> str:
 async def flow(o: argparse.Namespace, summary: dict[str, Any]) -> None:
     steps = Steps(summary)
     redirect_uri = f"http://127.0.0.1:{free_loopback_port()}/callback"
-    browser = BrowserLogin(redirect_uri, o.username, o.password, o.screenshot_dir)
+    browser = BrowserLogin(redirect_uri, o.username, o.password, o.screenshot_dir, o.bypass_csp)
     storage = MemoryStorage()
     metadata = OAuthClientMetadata(
         client_name=f"MCP SDK e2e (python, {o.client_type})",
@@ -398,6 +403,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--revoke-wait-ms", type=int, default=30_000)
     p.add_argument("--mode", default="legacy", help="mcp.Client mode: legacy (initialize handshake) or auto")
     p.add_argument("--tool-args", action="append", default=[], metavar="NAME=JSON")
+    p.add_argument("--bypass-csp", action="store_true", help="diagnosis only (see tests/js/browser-login.mjs)")
     o = p.parse_args(argv)
     o.server_url = o.server_url or o.server_url_pos
     if not o.server_url:
