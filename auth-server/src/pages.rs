@@ -23,15 +23,30 @@ fn page(title: &str, body: &str) -> String {
 }
 
 /// Adds the headers every page carries: no framing (clickjacking), no caching, no sniffing.
-pub fn harden(mut response: Response) -> Response {
+pub fn harden(response: Response) -> Response {
+    harden_with_form_targets(response, &[])
+}
+
+/// As [`harden`], with extra `form-action` sources: browsers apply `form-action` to the
+/// redirects that follow a form submission too, so the consent form must be allowed to end up
+/// at TaskManager (approve) or at the client's redirect URI (deny).
+pub fn harden_with_form_targets(mut response: Response, form_targets: &[String]) -> Response {
     let h = response.headers_mut();
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+    let targets: String = form_targets
+        .iter()
+        .filter(|t| {
+            t.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+        })
+        .map(|t| format!(" {t}"))
+        .collect();
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{targets}; frame-ancestors 'none'; base-uri 'none'"
     );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -68,6 +83,8 @@ pub struct Consent<'a> {
     pub csrf: &'a str,
     pub action: &'a str,
     pub upstream_name: &'a str,
+    /// Origins the form's redirects may reach (see [`harden_with_form_targets`]).
+    pub form_targets: Vec<String>,
 }
 
 /// The consent page (MCP security best practices, confused deputy): who is asking, where the
@@ -102,7 +119,10 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
         request_id = attr(c.request_id),
         csrf = attr(c.csrf),
     );
-    harden(Html(page("Authorize access", &body)).into_response())
+    harden_with_form_targets(
+        Html(page("Authorize access", &body)).into_response(),
+        &c.form_targets,
+    )
 }
 
 #[cfg(test)]

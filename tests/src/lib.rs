@@ -4,6 +4,7 @@
 //! Convention shared by every server binary of the workspace: logs go to stderr, and once the
 //! listener is bound the process prints exactly one line `listening on http://ADDR` to stdout.
 
+pub mod browser;
 pub mod mock_taskmanager;
 pub mod spawn;
 pub mod stack;

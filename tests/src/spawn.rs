@@ -14,7 +14,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// binaries (built first by `cargo build --workspace --bins`) one folder up.
 pub fn bin_path(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("current_exe")?;
-    let mut dir = exe.parent().context("test exe has no parent")?.to_path_buf();
+    let mut dir = exe
+        .parent()
+        .context("test exe has no parent")?
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -37,13 +40,27 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts binary `name` with `args` and extra `env`, and waits for its `listening on` line.
+    /// Starts workspace binary `name` with `args` and extra `env`, and waits for its
+    /// `listening on` line.
     pub async fn start(name: &str, args: &[String], env: &[(String, String)]) -> Result<Server> {
-        let mut cmd = Command::new(bin_path(name)?);
+        Self::start_program(name, &bin_path(name)?, args, env).await
+    }
+
+    /// Starts any program that follows the `listening on` convention (e.g. `node oidc-op.mjs`).
+    pub async fn start_program(
+        name: &str,
+        program: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<Server> {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("RUST_LOG")
-            .env("RUST_LOG", std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -63,12 +80,20 @@ impl Server {
         .with_context(|| format!("{name} did not start within {START_TIMEOUT:?}"))??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Server { url, child, name: name.to_owned() })
+        Ok(Server {
+            url,
+            child,
+            name: name.to_owned(),
+        })
     }
 
     /// The port the server bound.
     pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Stops the process and waits for it to exit.

@@ -1,6 +1,7 @@
 //! The one black-box test binary: each module under `e2e/` covers one feature.
 
 mod e2e {
+    pub mod auth_browser;
     pub mod auth_login;
     pub mod auth_rules;
     pub mod mock_taskmanager;

@@ -143,6 +143,17 @@ async fn show(
         .client_name
         .as_deref()
         .unwrap_or("An unnamed application");
+    let form_targets = [
+        app.upstream.settings().authorize_url.as_str(),
+        pending.redirect_uri.as_str(),
+    ]
+    .iter()
+    .filter_map(|u| Url::parse(u).ok())
+    .map(|u| match u.origin() {
+        origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
+        url::Origin::Opaque(_) => format!("{}:", u.scheme()),
+    })
+    .collect();
     consent_page(&Consent {
         client_name: name,
         client_id: &client.client_id,
@@ -154,6 +165,7 @@ async fn show(
         csrf: &csrf,
         action: paths::CONSENT,
         upstream_name: "TaskManager",
+        form_targets,
     })
 }
 
