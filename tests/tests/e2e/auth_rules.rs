@@ -652,6 +652,9 @@ async fn taskmanager_down_slow_or_garbage_at_callback_is_a_clear_error() {
 
 // ---------- Code redemption ----------
 
+/// Builds a token-request form from the client, the code and the PKCE pair.
+type FormFn = Box<dyn Fn(&Client, &str, &Pkce) -> Vec<(String, String)>>;
+
 #[tokio::test]
 async fn second_redemption_fails_and_revokes_what_the_first_issued() {
     let stack = Stack::start().await.unwrap();
@@ -723,12 +726,7 @@ async fn redemption_checks_verifier_redirect_client_and_resource() {
         .register("none", "http://127.0.0.1:40001/cb")
         .await
         .unwrap();
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&Client, &str, &Pkce) -> Vec<(String, String)>>,
-        &Client,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, FormFn, &Client, &str)> = vec![
         (
             "wrong verifier",
             Box::new(|c, code, _| {
