@@ -208,7 +208,12 @@ fn oauth(status: StatusCode, challenge: Challenge<'_>) -> Response {
     let body = match challenge.error {
         Some(code) => serde_json::json!({
             "error": code.as_str(),
-            "error_description": challenge.description,
+            "error_description": challenge.description.map(str::to_owned).unwrap_or_else(|| {
+                format!(
+                    "the access token lacks the scope `{}` this request needs",
+                    challenge.scope.unwrap_or_default()
+                )
+            }),
         }),
         None => serde_json::json!({
             "error": "unauthorized",
@@ -266,34 +271,26 @@ pub fn check_no_query_token(query: Option<&str>) -> Result<(), Rejection> {
 }
 
 /// Step 3: the scopes a JSON-RPC body needs: `read` for everything, plus the tool's scope
-/// for `tools/call` (a batch needs the union of its members').
+/// for `tools/call`. The body must be one JSON-RPC message as rmcp reads it (batches left
+/// JSON-RPC in MCP 2025-06-18), so every malformed body gets a JSON-RPC error here.
 pub fn peek_body(body: &[u8]) -> Result<Scope, Rejection> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| Rejection::ParseError)?;
-    let messages: Vec<&serde_json::Value> = match &value {
-        serde_json::Value::Array(items) => items.iter().collect(),
-        other => vec![other],
-    };
-    if messages.is_empty() {
+    let Some(object) = value.as_object() else {
         return Err(Rejection::InvalidJsonRpc(None));
+    };
+    let id = object.get("id").cloned();
+    if serde_json::from_value::<rmcp::model::ClientJsonRpcMessage>(value.clone()).is_err() {
+        return Err(Rejection::InvalidJsonRpc(id));
     }
     let mut needed = vec![tools::READ];
-    for message in messages {
-        let Some(object) = message.as_object() else {
-            return Err(Rejection::InvalidJsonRpc(None));
-        };
-        let id = object.get("id").cloned();
-        if object.get("jsonrpc").and_then(|v| v.as_str()) != Some("2.0") {
-            return Err(Rejection::InvalidJsonRpc(id));
-        }
-        if object.get("method").and_then(|m| m.as_str()) == Some("tools/call") {
-            let name = object
-                .get("params")
-                .and_then(|p| p.get("name"))
-                .and_then(|n| n.as_str())
-                .unwrap_or_default();
-            needed.push(tools::required_scope(name));
-        }
+    if object.get("method").and_then(|m| m.as_str()) == Some("tools/call") {
+        let name = object
+            .get("params")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .unwrap_or_default();
+        needed.push(tools::required_scope(name));
     }
     Ok(Scope::from_tokens(needed))
 }
@@ -597,6 +594,17 @@ mod tests {
             Err(Rejection::InvalidJsonRpc(Some(serde_json::json!(3))))
         );
         assert_eq!(peek_body(b"[]"), Err(Rejection::InvalidJsonRpc(None)));
+        let batch = format!("[{}]", call("list_tasks"));
+        assert_eq!(
+            peek_body(batch.as_bytes()),
+            Err(Rejection::InvalidJsonRpc(None))
+        );
+        assert_eq!(
+            peek_body(br#"{"jsonrpc":"1.0","id":2,"method":"ping"}"#),
+            Err(Rejection::InvalidJsonRpc(Some(serde_json::json!(2))))
+        );
+        // Unknown methods are rmcp's to answer (-32601), not a malformed message.
+        assert!(peek_body(br#"{"jsonrpc":"2.0","id":2,"method":"x/y","params":{}}"#).is_ok());
     }
 
     fn answer() -> IntrospectionResponse {
