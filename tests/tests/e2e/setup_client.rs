@@ -745,3 +745,80 @@ async fn registered_credentials_work_for_the_authorization_code_flow() {
     .unwrap();
     assert_eq!(refreshed.status(), StatusCode::OK);
 }
+
+/// The round trip: what setup-client prints, used as the auth server's environment as is,
+/// carries a full login through TaskManager.
+#[tokio::test]
+async fn printed_env_lines_configure_the_auth_server_for_a_full_login() {
+    use harness::stack::{Browser, Pkce, free_port, redirect_prefix};
+    let tm = mock(&[]).await;
+    let admin = login(&tm, "admin", "admin").await;
+    let auth_port = free_port().unwrap();
+    let issuer = format!("http://127.0.0.1:{auth_port}");
+    let run = run_with(
+        &tm,
+        &admin,
+        &[
+            "--client-name",
+            "MCP Server",
+            "--auth-server-url",
+            &issuer,
+            "--scopes",
+            "openid read write",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    let env: Vec<(String, String)> = env_lines(&run.stdout).into_iter().collect();
+    assert!(env.iter().any(|(k, _)| k == "TASKMANAGER_CLIENT_SECRET"));
+    let data = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "--port",
+        &auth_port.to_string(),
+        "--issuer",
+        &issuer,
+        "--data-dir",
+        &data.path().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _auth = Server::start("auth-server", &args, &env).await.unwrap();
+
+    let http = http();
+    let reg: Value = http
+        .post(format!("{issuer}/oauth/register"))
+        .json(&serde_json::json!({"redirect_uris": ["http://127.0.0.1:41234/cb"], "token_endpoint_auth_method": "none"}))
+        .send().await.unwrap().json().await.unwrap();
+    let client_id = reg["client_id"].as_str().unwrap();
+    let pkce = Pkce::s256();
+    let mut url = url::Url::parse(&format!("{issuer}/oauth/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", "http://127.0.0.1:41234/cb")
+        .append_pair("code_challenge", &pkce.challenge)
+        .append_pair("code_challenge_method", "S256");
+    let back = Browser::new()
+        .login(
+            url,
+            "alice",
+            "approve",
+            &redirect_prefix("http://127.0.0.1:41234/cb"),
+        )
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{issuer}/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", back.code()),
+            ("client_id", client_id),
+            ("redirect_uri", "http://127.0.0.1:41234/cb"),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
