@@ -53,17 +53,38 @@ impl Server {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<Server> {
+        Self::start_logged(name, program, args, env, None).await
+    }
+
+    /// As [`Server::start_program`], with stderr (the logs) appended to `log` if given.
+    /// `RUST_LOG` comes from `env` if set there, else from `E2E_LOG` (default `warn`).
+    pub async fn start_logged(
+        name: &str,
+        program: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: Option<&std::path::Path>,
+    ) -> Result<Server> {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("open log {}", path.display()))?,
+            ),
+            None => Stdio::inherit(),
+        };
         let mut cmd = Command::new(program);
         cmd.args(args)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env_remove("RUST_LOG")
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true);
         let mut child = cmd.spawn().with_context(|| format!("spawn {name}"))?;
         let stdout = child.stdout.take().context("no stdout")?;

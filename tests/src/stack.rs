@@ -29,7 +29,10 @@ pub fn free_port() -> Result<u16> {
 pub struct StackOptions {
     pub auth_args: Vec<String>,
     pub tm_args: Vec<String>,
-    pub resource_server: bool,
+    /// Extra environment of the auth server (e.g. `RUST_LOG`).
+    pub auth_env: Vec<(String, String)>,
+    /// Append the auth server's logs to this file instead of the test's stderr.
+    pub auth_log: Option<std::path::PathBuf>,
 }
 
 /// The running stack.
@@ -283,7 +286,9 @@ impl Stack {
     /// (Re)starts the auth server on its port with the same data dir.
     pub async fn start_auth(&mut self) -> Result<()> {
         let args = self.auth_args();
-        self.auth = Some(Server::start("auth-server", &args, &[]).await?);
+        let program = crate::spawn::bin_path("auth-server")?;
+        let (env, log) = (&self.options.auth_env, self.options.auth_log.as_deref());
+        self.auth = Some(Server::start_logged("auth-server", &program, &args, env, log).await?);
         Ok(())
     }
 
