@@ -758,14 +758,7 @@ async fn printed_env_lines_configure_the_auth_server_for_a_full_login() {
     let run = run_with(
         &tm,
         &admin,
-        &[
-            "--client-name",
-            "MCP Server",
-            "--auth-server-url",
-            &issuer,
-            "--scopes",
-            "openid read write",
-        ],
+        &["--client-name", "MCP Server", "--auth-server-url", &issuer],
     )
     .await;
     assert_eq!(run.code, Some(0), "{run:#?}");

@@ -199,10 +199,13 @@ fn check_request(
         None => client.scope.clone(),
         Some(s) => Scope::parse(s).map_err(|e| (ErrorCode::InvalidScope, e.to_string()))?,
     };
-    if scope.is_empty() || !scope.is_subset(&client.scope) {
+    // `openid` is a protocol scope (OpenID Connect Core §3.1.2.1), not a permission: like real
+    // OpenID providers, allow it for every client on top of the scopes it registered.
+    let allowed = Scope::from_tokens(client.scope.iter().chain(["openid"]));
+    if scope.is_empty() || !scope.is_subset(&allowed) {
         return Err((
             ErrorCode::InvalidScope,
-            format!("scope must be a non-empty subset of `{}`", client.scope),
+            format!("scope must be a non-empty subset of `{allowed}`"),
         ));
     }
     let code_challenge = match (
