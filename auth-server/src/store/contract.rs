@@ -338,6 +338,46 @@ pub async fn revocations_and_sessions(store: Arc<dyn Store>) {
     assert_eq!(store.load_session("s1", T0).await.unwrap(), None);
 }
 
+fn client(id: &str, first_used_at: Option<UnixTime>) -> ClientRecord {
+    ClientRecord {
+        client_id: id.into(),
+        secret_hash: None,
+        client_name: None,
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        grant_types: vec!["authorization_code".into()],
+        response_types: vec!["code".into()],
+        token_endpoint_auth_method: "none".into(),
+        scope: "read".into(),
+        client_uri: None,
+        logo_uri: None,
+        software_id: None,
+        software_version: None,
+        fingerprint: format!("fp-{id}"),
+        created_at: T0,
+        first_used_at,
+        unused_expires_at: T0,
+    }
+}
+
+pub async fn clients_never_used_expire_used_ones_stay(store: Arc<dyn Store>) {
+    store.put_client(&client("unused", None)).await.unwrap();
+    store.put_client(&client("used", None)).await.unwrap();
+    assert_eq!(
+        store
+            .find_unused_client("fp-used")
+            .await
+            .unwrap()
+            .unwrap()
+            .client_id,
+        "used"
+    );
+    store.mark_client_used("used", T0).await.unwrap();
+    assert_eq!(store.find_unused_client("fp-used").await.unwrap(), None);
+    store.sweep(UnixTime(T0.0 + 1)).await.unwrap();
+    assert_eq!(store.get_client("unused").await.unwrap(), None);
+    assert!(store.get_client("used").await.unwrap().is_some());
+}
+
 pub async fn sweep_removes_only_expired(store: Arc<dyn Store>) {
     store
         .insert_code(&TokenHash::of("old"), &code_record(T0))
@@ -428,6 +468,10 @@ macro_rules! store_contract_tests {
         #[tokio::test]
         async fn revocations_and_sessions() {
             $crate::store::contract::revocations_and_sessions($make).await
+        }
+        #[tokio::test]
+        async fn clients_never_used_expire_used_ones_stay() {
+            $crate::store::contract::clients_never_used_expire_used_ones_stay($make).await
         }
         #[tokio::test]
         async fn sweep_removes_only_expired() {

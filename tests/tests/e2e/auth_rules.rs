@@ -196,6 +196,48 @@ async fn registration_policy_closed_and_initial_access_token() {
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
+#[tokio::test]
+async fn registration_is_rate_limited_per_ip() {
+    let stack = Stack::start_with(StackOptions {
+        auth_args: vec!["--registration-rate-per-minute".into(), "2".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let body =
+            json!({"client_name": format!("c{i}"), "redirect_uris": ["https://a.example/cb"]});
+        let r = stack
+            .http
+            .post(stack.at("/oauth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.headers()["retry-after"], "60");
+            assert_eq!(
+                r.json::<Value>().await.unwrap()["error"],
+                "temporarily_unavailable"
+            );
+        }
+    }
+    // Two fit in one window; the third is refused (unless the minute turned in between).
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert!(
+        created == 2 || created == 3 && statuses[2] == StatusCode::CREATED,
+        "{statuses:?}"
+    );
+    if created == 2 {
+        assert_eq!(statuses[2], StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
 // ---------- Authorization endpoint ----------
 
 #[tokio::test]
