@@ -174,6 +174,15 @@ pub struct ServeArgs {
     /// Seconds between sweeps of expired records.
     #[arg(long, env = "MCP_SWEEP_INTERVAL", default_value_t = 60)]
     pub sweep_interval_secs: u64,
+    /// Tests only: accept `http://127.0.0.1/...` client metadata document URLs. Hidden, and
+    /// loudly logged at startup, because it opens the SSRF guard for loopback.
+    #[arg(
+        long = "cimd-insecure-allow-loopback-http",
+        env = "MCP_CIMD_INSECURE_ALLOW_LOOPBACK",
+        hide = true,
+        hide_env = true
+    )]
+    pub cimd_insecure_allow_loopback_http: bool,
 }
 
 /// A configuration error, naming the flag to fix.
@@ -216,6 +225,8 @@ pub struct Settings {
     pub initial_access_token: Option<Secret<String>>,
     pub registration_rate_per_minute: u32,
     pub unused_client_ttl: Duration,
+    /// Tests only: client metadata documents may be fetched over http from 127.0.0.1.
+    pub cimd_allow_loopback_http: bool,
 }
 
 fn parse_url(flag: &str, value: &str) -> Result<Url, ConfigError> {
@@ -339,6 +350,7 @@ impl ServeArgs {
             initial_access_token,
             registration_rate_per_minute: self.registration_rate_per_minute,
             unused_client_ttl: Duration::from_secs(self.unused_client_ttl.max(60)),
+            cimd_allow_loopback_http: self.cimd_insecure_allow_loopback_http,
         })
     }
 }

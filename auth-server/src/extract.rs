@@ -1,5 +1,6 @@
 //! Request extraction whose rejections are *our* errors: RFC 6749 JSON, never axum's plain text.
 
+use crate::oauth::client_metadata::{CimdError, find_client};
 use crate::state::AppState;
 use crate::store::ClientRecord;
 use axum::extract::{FromRequest, Request};
@@ -169,7 +170,8 @@ fn parse_basic(b64: &str) -> Result<PresentedClient, OAuthError> {
 }
 
 /// Authenticates a registered MCP client at the token or revocation endpoint: confidential
-/// clients must present their secret, public clients their `client_id` only.
+/// clients must present their secret, public clients their `client_id` only. A URL
+/// `client_id` is resolved from its metadata document (always a public client).
 pub async fn authenticate_client(
     app: &AppState,
     presented: Option<PresentedClient>,
@@ -187,11 +189,22 @@ pub async fn authenticate_client(
             e
         }
     };
-    let client = app
-        .store
-        .get_client(&p.client_id)
-        .await?
-        .ok_or_else(|| fail("unknown client"))?;
+    let client = match find_client(app, &p.client_id, app.clock.now()).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(fail("unknown client")),
+        Err(CimdError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            let e = OAuthError::invalid_client(format!(
+                "client metadata document: {}",
+                e.public_message()
+            ));
+            return Err(if p.via_basic {
+                e.with_basic_challenge()
+            } else {
+                e
+            });
+        }
+    };
     match (&client.secret_hash, &p.secret) {
         (None, None) => Ok(client),
         (None, Some(_)) => Err(fail("this public client has no secret")),

@@ -153,6 +153,7 @@ pub async fn build_state(
         upstream,
         clock: Arc::new(SystemClock),
         metrics: Arc::default(),
+        client_metadata: Arc::default(),
     })
 }
 
@@ -200,6 +201,9 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let vault = open_vault(&args)?;
     let state = build_state(settings, store.clone(), vault).await?;
     store::sweep::spawn(store, Duration::from_secs(args.sweep_interval_secs.max(1)));
+    if state.settings.cimd_allow_loopback_http {
+        tracing::warn!(target: "security", "INSECURE, FOR TESTS ONLY: --cimd-insecure-allow-loopback-http lets client metadata documents be fetched over plain http from 127.0.0.1; never use it in production");
+    }
     tracing::info!(issuer = %state.settings.issuer, resource = %state.settings.resource, "auth server ready");
     println!("listening on http://{local}");
     use std::io::Write;

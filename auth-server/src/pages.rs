@@ -75,6 +75,10 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
 pub struct Consent<'a> {
     pub client_name: &'a str,
     pub client_id: &'a str,
+    /// Host of a URL `client_id` (a client ID metadata document): shown so the user can judge
+    /// who published the application's description (draft-ietf-oauth-client-id-metadata-document
+    /// §6, phishing).
+    pub client_id_host: Option<&'a str>,
     pub redirect_uri: &'a str,
     pub redirect_host: &'a str,
     pub scopes: Vec<(&'a str, &'a str)>,
@@ -95,6 +99,14 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
         .iter()
         .map(|(s, d)| format!("<li><b>{}</b>: {}</li>", text(s), text(d)))
         .collect();
+    let published_by = c.client_id_host.map_or_else(String::new, |h| {
+        format!(
+            "<p>This application is identified by a web address; its description is published \
+             by:</p><p class=\"host\">{}</p><p class=\"warn\">Only continue if you trust this \
+             site.</p>",
+            text(h)
+        )
+    });
     let body = format!(
         "<h1>Allow <span>{name}</span> to access your {upstream} data?</h1>\
          <div class=\"box\"><p>After you approve and sign in, you will be sent to:</p>\
@@ -102,7 +114,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
          <p class=\"warn\">Only continue if you started this sign-in and you recognise this \
          address.</p></div>\
          <div class=\"box\"><p>The application <b>{name}</b> <span class=\"uri\">(client id \
-         {client_id})</span> asks for:</p><ul>{scopes}</ul>\
+         {client_id})</span> asks for:</p><ul>{scopes}</ul>{published_by}\
          <p>on the MCP server <span class=\"uri\">{resource}</span>.</p></div>\
          <form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"request_id\" value=\"{request_id}\">\

@@ -1,6 +1,7 @@
 //! Shared application state handed to every handler.
 
 use crate::config::Settings;
+use crate::oauth::client_metadata::MetadataCache;
 use crate::ops::Metrics;
 use crate::store::Store;
 use crate::tokens::keys::KeyRing;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub registration_limiter: Arc<RateLimiter>,
+    /// Client ID metadata documents fetched recently (per replica).
+    pub client_metadata: Arc<MetadataCache>,
 }
 
 /// A fixed-window rate limiter per client IP (registration abuse protection). Not flow state:

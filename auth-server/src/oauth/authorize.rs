@@ -6,6 +6,7 @@
 //! browser goes to the consent page, unless this browser session already approved this client
 //! and redirect URI, in which case it goes straight on to TaskManager.
 
+use super::client_metadata::{self, CimdError};
 use super::consent;
 use crate::extract::Params;
 use crate::ops::Metrics;
@@ -247,9 +248,9 @@ async fn authorize(
         );
     };
     tracing::Span::current().record("client_id", client_id);
-    let client = match app.store.get_client(client_id).await {
+    let client = match client_metadata::find_client(&app, client_id, now).await {
         Ok(c) => c,
-        Err(e) => return internal_page(e),
+        Err(e) => return client_metadata_page(client_id, e),
     };
     let trusted = match check_client_and_redirect(&params, client) {
         Ok(t) => t,
@@ -301,6 +302,22 @@ async fn start(
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
+}
+
+/// A URL `client_id` whose metadata document cannot be used: the client is not trusted, so a
+/// page, never a redirect (draft-ietf-oauth-client-id-metadata-document §4).
+fn client_metadata_page(client_id: &str, e: CimdError) -> Response {
+    if let CimdError::Store(e) = e {
+        return internal_page(e);
+    }
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "Application could not be verified",
+        &format!(
+            "The application that sent you here identifies itself by the address {client_id}, but its description there could not be used ({}). The request was stopped to protect you.",
+            e.public_message()
+        ),
+    )
 }
 
 /// A session-layer failure is a storage failure.

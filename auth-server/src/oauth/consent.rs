@@ -6,6 +6,7 @@
 //! the same browser session.
 
 use super::authorize::{browser_binding, internal_page, redirect_error};
+use super::client_metadata;
 use crate::extract::Params;
 use crate::pages::{Consent, consent_page, error_page};
 use crate::state::AppState;
@@ -134,6 +135,10 @@ async fn show(
             (None, _) => format!("{}: (application link)", u.scheme()),
         })
         .unwrap_or_default();
+    let client_id_host = client_metadata::is_url_client_id(&client.client_id)
+        .then(|| Url::parse(&client.client_id).ok())
+        .flatten()
+        .and_then(|u| u.host_str().map(str::to_owned));
     let scopes: Vec<(&str, &str)> = pending
         .scope
         .split(' ')
@@ -157,6 +162,7 @@ async fn show(
     consent_page(&Consent {
         client_name: name,
         client_id: &client.client_id,
+        client_id_host: client_id_host.as_deref(),
         redirect_uri: &pending.redirect_uri,
         redirect_host: &host,
         scopes,

@@ -51,7 +51,7 @@ pub fn document(app: &AppState) -> AuthorizationServerMetadata {
         revocation_endpoint_auth_methods_supported: client_auth,
         code_challenge_methods_supported: vec![shared::pkce::S256.into()],
         authorization_response_iss_parameter_supported: true,
-        client_id_metadata_document_supported: false,
+        client_id_metadata_document_supported: true,
         service_documentation: None,
     }
 }

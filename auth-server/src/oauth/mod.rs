@@ -2,6 +2,7 @@
 
 pub mod authorize;
 pub mod callback;
+pub mod client_metadata;
 pub mod consent;
 pub mod introspect;
 pub mod jwks;
