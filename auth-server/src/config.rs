@@ -180,7 +180,8 @@ pub struct ServeArgs {
         long = "cimd-insecure-allow-loopback-http",
         env = "MCP_CIMD_INSECURE_ALLOW_LOOPBACK",
         hide = true,
-        hide_env = true
+        hide_env = true,
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub cimd_insecure_allow_loopback_http: bool,
 }
@@ -428,6 +429,20 @@ mod tests {
             .validate(1)
             .unwrap();
         assert_eq!(s.upstream.token_url.as_str(), "https://idp.test/token");
+    }
+
+    #[test]
+    fn cimd_loopback_flag_is_hidden_and_off_by_default() {
+        assert!(!args(&[]).validate(1).unwrap().cimd_allow_loopback_http);
+        let on = args(&["--cimd-insecure-allow-loopback-http"]);
+        assert!(on.validate(1).unwrap().cimd_allow_loopback_http);
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(
+            !help.contains("cimd"),
+            "the test-only flag must not be advertised"
+        );
     }
 
     #[test]
