@@ -12,7 +12,9 @@
 #   5. syntax checks of the JS and Python drivers, and the JS tooling's self-test
 #      (oidc-op + browser-login in headless chromium)
 #   6. cargo build --workspace --all-targets (the binaries the black-box tests spawn, and the tests)
-#   7. cargo test --workspace
+#   7. the MCP conformance suite (tests/conformance: npm ci when stale, then run.mjs against the
+#      built stack, browser login included)
+#   8. cargo test --workspace
 # Every step is bounded in time; the whole run stays well under 30 minutes on 2 cores.
 #
 # Environment for the Rust end-to-end tests (exported here; override from outside if needed):
@@ -122,6 +124,16 @@ run 300 "$E2E_NODE" --test --test-reporter=spec "$JS/selftest.test.mjs"
 
 section "cargo build (binaries and tests)"
 run 1200 cargo build --workspace --bins --all-targets
+
+section "tests/conformance: MCP conformance suite (server + authorization-server scenarios)"
+CONF="$ROOT/tests/conformance"
+if [ ! -f "$CONF/node_modules/.package-lock.json" ] || [ "$CONF/package-lock.json" -nt "$CONF/node_modules/.package-lock.json" ] \
+  || [ "$CONF/package.json" -nt "$CONF/node_modules/.package-lock.json" ]; then
+  (cd "$CONF" && run 900 npm ci --no-audit --no-fund)
+else
+  echo "node_modules is up to date"
+fi
+run 720 "$E2E_NODE" "$CONF/run.mjs"
 
 section "cargo test"
 run 1200 cargo test --workspace --no-fail-fast
