@@ -4,7 +4,7 @@
 //! token itself never travels upstream.
 
 use super::grant_error;
-use crate::extract::{Params, PresentedClient, is_resource_server};
+use crate::extract::{Params, PresentedClient, authenticate_client, is_resource_server};
 use crate::ops::Metrics;
 use crate::state::AppState;
 use crate::tokens::access;
@@ -23,6 +23,9 @@ pub async fn exchange(
         ));
     };
     if !is_resource_server(app, &caller) {
+        // RFC 6749 §5.2: credentials that fail to authenticate are `invalid_client`; only a
+        // client that does authenticate but may not use this grant is `unauthorized_client`.
+        authenticate_client(app, Some(caller)).await?;
         return Err(OAuthError::unauthorized_client(
             "token exchange is only for the resource server",
         ));
@@ -69,7 +72,9 @@ pub async fn exchange(
     let (tokens, freshness) = grant::fresh_tokens(app, &family.grant_id)
         .await
         .map_err(grant_error)?;
-    let expires_in = tokens.expires_at.map(|exp| now.until(exp));
+    // Read the clock again: a refresh just now may have taken a while, and `expires_in`
+    // must not promise more than TaskManager granted (RFC 8693 §2.2.1).
+    let expires_in = tokens.expires_at.map(|exp| app.clock.now().until(exp));
     Ok(TokenResponse {
         access_token: tokens.access_token,
         token_type: "Bearer".into(),
