@@ -54,6 +54,10 @@ fn needs_refresh(tokens: &UpstreamTokens, margin: Duration, now: UnixTime) -> bo
     tokens.expires_at.is_some_and(|exp| exp <= now.plus(margin))
 }
 
+fn expired(tokens: &UpstreamTokens, now: UnixTime) -> bool {
+    tokens.expires_at.is_some_and(|exp| exp <= now)
+}
+
 /// TaskManager's tokens for `grant_id`, refreshed first if they expire within the margin.
 pub async fn fresh_tokens(
     app: &AppState,
@@ -62,7 +66,11 @@ pub async fn fresh_tokens(
     let margin = app.settings.upstream_refresh_margin;
     let holder = random_token(12);
     let deadline = tokio::time::Instant::now() + lease_for(app) + Duration::from_secs(2);
-    let mut waited = false;
+    // The version we found due for refresh while another holder had the lease. Once that
+    // holder has stored its result, the result is ours too: when TaskManager's tokens live
+    // shorter than the margin, even just-refreshed tokens are "due", and refreshing again
+    // would cost one upstream refresh per waiting caller instead of one per grant.
+    let mut waited_on: Option<u64> = None;
     loop {
         let now = app.clock.now();
         let grant = app
@@ -78,8 +86,11 @@ pub async fn fresh_tokens(
             .vault
             .open_tokens(&grant.tokens_enc)
             .map_err(Error::from)?;
+        if waited_on.is_some_and(|v| v != grant.version) && !expired(&tokens, now) {
+            return Ok((tokens, Freshness::Refreshed));
+        }
         if !needs_refresh(&tokens, margin, now) {
-            let freshness = if waited || grant.refreshed {
+            let freshness = if waited_on.is_some() || grant.refreshed {
                 Freshness::Refreshed
             } else {
                 Freshness::Fresh
@@ -105,7 +116,7 @@ pub async fn fresh_tokens(
                 "timed out waiting for a concurrent refresh".into(),
             ));
         }
-        waited = true;
+        waited_on.get_or_insert(grant.version);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -116,7 +127,8 @@ async fn refresh_under_lease(
     tokens: UpstreamTokens,
     now: UnixTime,
 ) -> Result<(UpstreamTokens, Freshness), GrantError> {
-    // Re-read under the lease: a refresher that just finished may have made it fresh.
+    // Re-read under the lease: a refresher that finished since we looked has just fetched
+    // the freshest tokens TaskManager gives; use them rather than refresh once more.
     let current = app
         .store
         .get_grant(&grant.grant_id)
@@ -131,7 +143,7 @@ async fn refresh_under_lease(
         if current.status == GrantStatus::NeedsReauthorization {
             return Err(GrantError::NeedsReauthorization);
         }
-        if !needs_refresh(&tokens, app.settings.upstream_refresh_margin, now) {
+        if !expired(&tokens, now) {
             return Ok((tokens, Freshness::Refreshed));
         }
     }
