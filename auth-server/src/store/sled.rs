@@ -104,8 +104,14 @@ impl SledStore {
         })
     }
 
+    /// Makes every write so far durable. A blocking `flush` on the blocking pool, not
+    /// `flush_async`: concurrent `flush_async` calls can deadlock in sled 0.34 (sled issues
+    /// #1241, #1308), which showed up here as hung concurrent code redemptions.
     async fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task: {e}")))??;
         Ok(())
     }
 
