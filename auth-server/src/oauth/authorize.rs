@@ -184,21 +184,7 @@ fn check_request(
     let allowed = Scope::parse(&client.scope)
         .unwrap_or_default()
         .intersect(&app.settings.mcp_scopes);
-    let scope = match params.get("scope") {
-        Some(s) => {
-            let asked = Scope::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-            if !asked.is_subset(&allowed) {
-                return Err(OAuthError::invalid_scope(format!(
-                    "scope must be within `{allowed}`"
-                )));
-            }
-            asked
-        }
-        None => allowed,
-    };
-    if scope.is_empty() {
-        return Err(OAuthError::invalid_scope("no scope left to grant"));
-    }
+    let scope = super::check_scope(params.get("scope"), &allowed)?;
     Ok((challenge.to_owned(), resource, scope))
 }
 

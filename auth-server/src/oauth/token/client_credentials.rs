@@ -24,18 +24,7 @@ pub async fn issue(
     let allowed = Scope::parse(&client.scope)
         .unwrap_or_default()
         .intersect(&app.settings.mcp_scopes);
-    let scope = match params.get("scope") {
-        Some(s) => {
-            let asked = Scope::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-            if !asked.is_subset(&allowed) {
-                return Err(OAuthError::invalid_scope(format!(
-                    "scope must be within `{allowed}`"
-                )));
-            }
-            asked
-        }
-        None => allowed,
-    };
+    let scope = crate::oauth::check_scope(params.get("scope"), &allowed)?;
     check_same_resource(params, &app.settings.resource)?;
     let resource = &app.settings.resource;
     let (access_token, expires_in) = access::mint(

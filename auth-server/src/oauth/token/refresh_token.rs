@@ -43,18 +43,8 @@ pub async fn rotate(
     }
     check_same_resource(params, &family.resource)?;
     let current_scope = Scope::parse(&old.scope).unwrap_or_default();
-    let scope = match params.get("scope") {
-        Some(s) => {
-            let asked = Scope::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-            if asked.is_empty() || !asked.is_subset(&current_scope) {
-                return Err(OAuthError::invalid_scope(format!(
-                    "scope may only narrow `{current_scope}`"
-                )));
-            }
-            asked
-        }
-        None => current_scope,
-    };
+    // Narrowing only (RFC 6749 §6): the refreshed scope must be within the current one.
+    let scope = crate::oauth::check_scope(params.get("scope"), &current_scope)?;
 
     // TaskManager first: a refused upstream refresh must end the MCP grant too.
     grant::fresh_tokens(app, &family.grant_id)
