@@ -18,6 +18,9 @@ pub const TM_CLIENT_SECRET: &str = "test-secret";
 pub const RS_CLIENT_ID: &str = "resource-server";
 pub const RS_CLIENT_SECRET: &str = "rs-secret";
 
+/// Every request a test makes is bounded: a hung server fails the test instead of hanging it.
+pub const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A port that was free a moment ago (for a server whose URL must be known before it starts).
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -33,6 +36,8 @@ pub struct StackOptions {
     pub auth_env: Vec<(String, String)>,
     /// Append the auth server's logs to this file instead of the test's stderr.
     pub auth_log: Option<std::path::PathBuf>,
+    /// Also start the resource server; the resource URL is then its real `/mcp` URL.
+    pub resource_server: bool,
 }
 
 /// The running stack.
@@ -116,6 +121,7 @@ impl Browser {
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(HTTP_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self { http }
@@ -235,7 +241,12 @@ impl Stack {
         let mut tm_args = vec!["--port".into(), "0".into(), "--client".into(), callbacks];
         tm_args.extend(options.tm_args.iter().cloned());
         let tm = Server::start("mock-taskmanager", &tm_args, &[]).await?;
-        let resource = "http://127.0.0.1:8001/mcp".to_owned();
+        let rs_port = if options.resource_server {
+            free_port()?
+        } else {
+            8001
+        };
+        let resource = format!("http://127.0.0.1:{rs_port}/mcp");
         let mut stack = Stack {
             tm,
             auth: None,
@@ -246,9 +257,30 @@ impl Stack {
             options,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .timeout(HTTP_TIMEOUT)
                 .build()?,
         };
         stack.start_auth().await?;
+        if stack.options.resource_server {
+            let args: Vec<String> = [
+                "--port",
+                &rs_port.to_string(),
+                "--auth-server",
+                &stack.issuer(),
+                "--resource",
+                &stack.resource,
+                "--rs-client-id",
+                RS_CLIENT_ID,
+                "--rs-client-secret",
+                RS_CLIENT_SECRET,
+                "--taskmanager-url",
+                &stack.tm.url,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            stack.rs = Some(Server::start("resource-server", &args, &[]).await?);
+        }
         Ok(stack)
     }
 

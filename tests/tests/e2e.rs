@@ -9,5 +9,6 @@ mod e2e {
     pub mod auth_rules;
     pub mod mock_taskmanager;
     pub mod resource_server;
+    pub mod sdk_clients;
     pub mod setup_client;
 }
