@@ -89,6 +89,7 @@ pub fn router(app: AppState) -> Router {
         .merge(oauth::authorize::routes())
         .merge(oauth::consent::routes())
         .merge(oauth::callback::routes())
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(sessions);
     let public = Router::new()
         .merge(oauth::metadata::routes())
@@ -96,6 +97,8 @@ pub fn router(app: AppState) -> Router {
         .merge(oauth::register::routes())
         .merge(oauth::token::routes())
         .merge(oauth::revoke::routes())
+        // Before the CORS layer, so that layer answers preflights (OPTIONS) itself.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(public_cors());
     Router::new()
         .merge(browser)

@@ -64,10 +64,14 @@ pub async fn real_login(opts: RealLogin<'_>) -> Result<Url> {
     if opts.deny {
         cmd.arg("--deny");
     }
+    // The script saves `error.png` into --screenshot-dir when a run fails (e.g. on an error
+    // page); it is copied to the requested name below.
+    let failure_dir = tempfile::tempdir()?;
+    cmd.arg("--screenshot-dir").arg(failure_dir.path());
+    let dir = screenshot_dir();
     if !opts.screenshots.is_empty() {
-        let dir = screenshot_dir();
         std::fs::create_dir_all(&dir)?;
-        for (kind, file) in opts.screenshots {
+        for (kind, file) in opts.screenshots.iter().filter(|(k, _)| *k != "error") {
             cmd.arg("--screenshot")
                 .arg(format!("{kind}={}", dir.join(file).display()));
         }
@@ -77,6 +81,10 @@ pub async fn real_login(opts: RealLogin<'_>) -> Result<Url> {
         .context("browser run exceeded 60 s")?
         .context("could not start node; install Node and run `npm ci` in tests/js")?;
     if !out.status.success() {
+        if let Some((_, file)) = opts.screenshots.iter().find(|(k, _)| *k == "error") {
+            std::fs::copy(failure_dir.path().join("error.png"), dir.join(file))
+                .context("the failed run left no error.png")?;
+        }
         bail!(
             "browser-login failed: {}{}",
             String::from_utf8_lossy(&out.stderr),

@@ -3,6 +3,7 @@
 mod e2e {
     pub mod auth_browser;
     pub mod auth_cimd;
+    pub mod auth_cors;
     pub mod auth_lifecycle;
     pub mod auth_login;
     pub mod auth_logs;
