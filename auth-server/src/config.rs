@@ -2,6 +2,7 @@
 //! integration document's names (`TASKMANAGER_*`, `JWT_ISSUER`) keep working. `validate()`
 //! turns the raw flags into checked [`Settings`].
 
+use crate::tokens::keys::{KeyPolicy, SigningAlg};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::{Scope, Secret};
 use std::path::PathBuf;
@@ -141,6 +142,13 @@ pub struct ServeArgs {
     /// AES-256 key of the vault (64 hex characters or base64); generated into the data dir if absent.
     #[arg(long, env = "MCP_VAULT_KEY", hide_env_values = true)]
     pub vault_key: Option<String>,
+    /// Algorithm of the signing keys the server generates.
+    #[arg(long, env = "MCP_SIGNING_ALG", value_enum, default_value = "EdDSA")]
+    pub signing_alg: SigningAlg,
+    /// Pins the signing key: a PEM private key (Ed25519, P-256 or RSA ≥ 2048 bits), or the
+    /// path of a file holding one. Replaces generated keys; rotate by changing it.
+    #[arg(long, env = "JWT_PRIVATE_KEY", hide_env_values = true)]
+    pub jwt_private_key: Option<String>,
     /// Access-token lifetime in seconds.
     #[arg(long, env = "MCP_ACCESS_TOKEN_TTL", default_value_t = 3600)]
     pub access_token_ttl: u64,
@@ -228,6 +236,7 @@ pub struct Settings {
     pub unused_client_ttl: Duration,
     /// Tests only: client metadata documents may be fetched over http from 127.0.0.1.
     pub cimd_allow_loopback_http: bool,
+    pub signing: KeyPolicy,
 }
 
 fn parse_url(flag: &str, value: &str) -> Result<Url, ConfigError> {
@@ -352,7 +361,33 @@ impl ServeArgs {
             registration_rate_per_minute: self.registration_rate_per_minute,
             unused_client_ttl: Duration::from_secs(self.unused_client_ttl.max(60)),
             cimd_allow_loopback_http: self.cimd_insecure_allow_loopback_http,
+            signing: self.key_policy()?,
         })
+    }
+
+    /// Where the signing key comes from. `--jwt-private-key` holds PEM text (environment
+    /// variables often carry its line breaks as a literal `\n`) or the path of a PEM file.
+    pub fn key_policy(&self) -> Result<KeyPolicy, ConfigError> {
+        let pinned = match self.jwt_private_key.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) if v.starts_with("-----BEGIN") => Some(v.replace("\\n", "\n")),
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!(
+                    "--jwt-private-key / JWT_PRIVATE_KEY: neither PEM text nor a readable \
+                     file ({path:?}: {e})"
+                ))
+            })?),
+        };
+        let policy = KeyPolicy {
+            alg: self.signing_alg,
+            pinned: pinned.map(Secret::new),
+            keep_previous: Duration::from_secs(self.access_token_ttl.max(1)),
+        };
+        // Parse now, so a bad key is a configuration error at startup, named by its flag.
+        if let Some(pem) = &policy.pinned {
+            crate::tokens::keys::check_pem(pem.expose()).map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(policy)
     }
 }
 

@@ -145,7 +145,13 @@ pub async fn build_state(
     store: Arc<dyn Store>,
     vault: Vault,
 ) -> Result<AppState, StartError> {
-    let keys = KeyRing::open(store.clone(), vault.clone(), UnixTime::now()).await?;
+    let keys = KeyRing::open(
+        store.clone(),
+        vault.clone(),
+        UnixTime::now(),
+        &settings.signing,
+    )
+    .await?;
     let upstream = UpstreamClient::new(settings.upstream.clone())?;
     Ok(AppState {
         registration_limiter: Arc::new(RateLimiter::new(settings.registration_rate_per_minute)),

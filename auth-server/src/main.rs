@@ -46,12 +46,14 @@ async fn keys(
     let now = shared::UnixTime::now();
     match action {
         KeysAction::Rotate => {
-            let keep = std::time::Duration::from_secs(args.access_token_ttl.max(1));
-            let key = auth_server::tokens::keys::rotate(store.as_ref(), &vault, now, keep).await?;
+            let policy = args.key_policy()?;
+            let key =
+                auth_server::tokens::keys::rotate(store.as_ref(), &vault, now, &policy).await?;
             println!(
-                "new signing key {}; the previous key stays published for {}s",
+                "new {} signing key {}; the previous key stays published for {}s",
+                key.alg,
                 key.kid,
-                keep.as_secs()
+                policy.keep_previous.as_secs()
             );
         }
         KeysAction::List => {

@@ -5,7 +5,11 @@
 use crate::tools::TaskTools;
 use crate::{AppState, bearer};
 use axum::Router;
-use axum::http::{HeaderName, Method, header};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::time::Duration;
@@ -34,11 +38,26 @@ pub fn transport_config(app: &AppState) -> StreamableHttpServerConfig {
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
 }
 
+/// rmcp answers a successful session `DELETE` with 202 and no body; the official Python SDK
+/// accepts only 200 or 204 there and logs the 202 as a failed termination. 204 says the same
+/// thing ("done, nothing to show") in a way every SDK reads as success.
+async fn session_end_is_no_content(request: Request, next: Next) -> Response {
+    let is_delete = request.method() == Method::DELETE;
+    let mut response = next.run(request).await;
+    if is_delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.body_mut() = Body::empty();
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    response
+}
+
 /// `/mcp`: CORS (outermost, so preflights and error answers carry it), then the bearer
 /// checks, then rmcp.
 pub fn routes(app: &AppState, config: StreamableHttpServerConfig) -> Router<AppState> {
     Router::new()
         .route_service(shared::paths::MCP, service(app, config))
+        .layer(axum::middleware::from_fn(session_end_is_no_content))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             bearer::authenticate,

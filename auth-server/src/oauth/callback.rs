@@ -173,6 +173,7 @@ async fn complete(
         resource: p.resource.clone(),
         scope: p.scope.clone(),
         sub: identity.sub,
+        username: identity.username,
         grant_id: grant.grant_id,
         expires_at: now.plus(app.settings.code_ttl),
         redeemed_family: None,

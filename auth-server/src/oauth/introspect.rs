@@ -43,11 +43,12 @@ async fn introspect(
     // RFC 7662 §2.1: the hint is only an optimisation; look at both kinds either way.
     if let Some(active) = access::check(&app, token, now).await? {
         let c = active.claims;
+        let username = active.family.and_then(|f| f.username);
         return Ok(NoStore(Json(IntrospectionResponse {
             active: true,
             scope: Some(c.scope),
             client_id: Some(c.client_id),
-            username: None,
+            username,
             token_type: Some("Bearer".into()),
             exp: Some(c.exp),
             iat: Some(c.iat),
@@ -70,6 +71,7 @@ async fn introspect(
                     token_type: Some("refresh_token".into()),
                     exp: Some(rec.expires_at.0),
                     iat: Some(f.created_at.0),
+                    username: f.username,
                     sub: Some(f.sub),
                     aud: Some(f.resource),
                     iss: Some(app.settings.issuer.clone()),

@@ -102,6 +102,9 @@ pub struct CodeRecord {
     pub resource: String,
     pub scope: String,
     pub sub: String,
+    /// The user's human-readable name, if TaskManager told one.
+    #[serde(default)]
+    pub username: Option<String>,
     pub grant_id: String,
     pub expires_at: UnixTime,
     /// Set atomically by the first redemption: the family its tokens belong to.
@@ -125,6 +128,9 @@ pub struct FamilyRecord {
     pub family_id: String,
     pub client_id: String,
     pub sub: String,
+    /// The user's human-readable name, if TaskManager told one (RFC 7662 `username`).
+    #[serde(default)]
+    pub username: Option<String>,
     pub grant_id: String,
     pub resource: String,
     pub scope: String,
@@ -209,9 +215,13 @@ pub struct GrantRecord {
 pub struct KeyRecord {
     pub kid: String,
     pub alg: String,
+    /// Private half: PKCS#8 DER (EdDSA, ES256) or PKCS#1 DER (RS256), sealed by the vault.
     pub private_enc: String,
-    /// Public key, base64url (the JWK `x` of an OKP key).
+    /// First public JWK member, base64url: `x` (OKP, EC) or `n` (RSA).
     pub public_x: String,
+    /// Second public JWK member, base64url: `y` (EC) or `e` (RSA); none for OKP.
+    #[serde(default)]
+    pub public_y: Option<String>,
     pub created_at: UnixTime,
     /// Set when a newer key took over signing; the key stays published until `expires_at`.
     pub retired_at: Option<UnixTime>,

@@ -1,14 +1,15 @@
-//! The MCP access token: a JWT (RFC 9068 profile) signed with our current EdDSA key.
+//! The MCP access token: a JWT (RFC 9068 profile) signed with our current key (EdDSA by
+//! default; ES256 or a pinned RS256 key per `keys`).
 
 use super::keys::{KeyError, KeyRing};
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Header, Validation};
 use shared::UnixTime;
 use shared::claims::{ACCESS_TOKEN_TYP, AccessTokenClaims};
 
 /// Signs `claims` with the current key.
 pub async fn sign(keys: &KeyRing, claims: &AccessTokenClaims) -> Result<String, KeyError> {
-    let (kid, key) = keys.signing_key().await?;
-    let mut header = Header::new(Algorithm::EdDSA);
+    let (kid, alg, key) = keys.signing_key().await?;
+    let mut header = Header::new(alg);
     header.kid = Some(kid);
     header.typ = Some(ACCESS_TOKEN_TYP.into());
     jsonwebtoken::encode(&header, claims, &key).map_err(|_| KeyError::NoKey)
@@ -23,11 +24,12 @@ pub async fn verify(
     now: UnixTime,
 ) -> Option<AccessTokenClaims> {
     let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::EdDSA {
+    let (alg, key) = keys.decoding_key(header.kid.as_deref()?, now).await?;
+    // The key decides the algorithm, never the token (no algorithm confusion).
+    if header.alg != alg {
         return None;
     }
-    let key = keys.decoding_key(header.kid.as_deref()?, now).await?;
-    let mut validation = Validation::new(Algorithm::EdDSA);
+    let mut validation = Validation::new(alg);
     validation.set_issuer(&[issuer]);
     validation.validate_aud = false;
     // Expiry is checked below against our clock, without leeway.

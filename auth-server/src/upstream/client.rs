@@ -33,7 +33,9 @@ pub enum UpstreamError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub sub: String,
-    pub name: Option<String>,
+    /// A human-readable name for the user (`preferred_username`, else `name`), if TaskManager
+    /// tells one; shown as RFC 7662 `username` at introspection.
+    pub username: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -367,7 +369,7 @@ impl UpstreamClient {
         }
         Ok(Identity {
             sub: data.claims.sub,
-            name: data.claims.name.or(data.claims.preferred_username),
+            username: data.claims.preferred_username.or(data.claims.name),
         })
     }
 
@@ -387,7 +389,7 @@ impl UpstreamClient {
             if let Some(sub) = info.sub.filter(|s| !s.is_empty()) {
                 return Ok(Identity {
                     sub,
-                    name: info.name.or(info.preferred_username),
+                    username: info.preferred_username.or(info.name),
                 });
             }
         }

@@ -163,8 +163,9 @@ async fn refresh_grants(stack: &Stack) -> u64 {
         .unwrap()
 }
 
-async fn jwks_kids(stack: &Stack) -> Vec<String> {
-    let jwks: Value = stack
+/// The published JWKS.
+async fn jwks(stack: &Stack) -> Value {
+    stack
         .http
         .get(stack.at("/.well-known/jwks.json"))
         .send()
@@ -172,8 +173,11 @@ async fn jwks_kids(stack: &Stack) -> Vec<String> {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    jwks["keys"]
+        .unwrap()
+}
+
+async fn jwks_kids(stack: &Stack) -> Vec<String> {
+    jwks(stack).await["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -1177,6 +1181,208 @@ async fn signing_key_rotation_keeps_earlier_tokens_valid() {
     let new_access = str_of(&fresh, "access_token");
     assert_eq!(jwt_header(&new_access)["kid"], new_kid.as_str());
     assert!(is_active(&stack, &new_access).await);
+}
+
+/// The JWKS entry for `kid`.
+async fn jwk(stack: &Stack, kid: &str) -> Value {
+    let jwks = jwks(stack).await;
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .cloned()
+        .unwrap_or_else(|| panic!("no key {kid} in {jwks}"))
+}
+
+/// Verifies `jwt` with the published `jwk` alone, as a resource server validating locally
+/// would: the signature, and that the JWK's `alg` is the token's.
+fn verify_with_jwk(jwt: &str, jwk: &Value) -> Value {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let (alg, key) = match jwk["kty"].as_str().unwrap() {
+        "EC" => (
+            Algorithm::ES256,
+            DecodingKey::from_ec_components(&str_of(jwk, "x"), &str_of(jwk, "y")).unwrap(),
+        ),
+        "RSA" => (
+            Algorithm::RS256,
+            DecodingKey::from_rsa_components(&str_of(jwk, "n"), &str_of(jwk, "e")).unwrap(),
+        ),
+        _ => (
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_components(&str_of(jwk, "x")).unwrap(),
+        ),
+    };
+    assert_eq!(jwt_header(jwt)["alg"], jwk["alg"]);
+    let mut v = Validation::new(alg);
+    v.validate_aud = false;
+    jsonwebtoken::decode::<Value>(jwt, &key, &v).unwrap().claims
+}
+
+/// The RFC 7638 thumbprint of a public JWK, computed here independently of the server.
+fn thumbprint(jwk: &Value) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let members: &[&str] = match jwk["kty"].as_str().unwrap() {
+        "EC" => &["crv", "kty", "x", "y"],
+        "RSA" => &["e", "kty", "n"],
+        _ => &["crv", "kty", "x"],
+    };
+    let canonical: serde_json::Map<String, Value> = members
+        .iter()
+        .map(|m| (m.to_string(), jwk[*m].clone()))
+        .collect();
+    let bytes = serde_json::to_vec(&canonical).unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(bytes))
+}
+
+fn auth_server_command(args: &[String]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(harness::bin_path("auth-server").unwrap());
+    cmd.args(args);
+    cmd
+}
+
+#[tokio::test]
+async fn es256_signing_keys_when_configured() {
+    let stack = stack_with(&["--signing-alg", "ES256"], &[]).await;
+    let (_, tokens) = login(&stack).await;
+    let access = str_of(&tokens, "access_token");
+    let header = jwt_header(&access);
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["typ"], "at+jwt");
+    let key = jwk(&stack, &str_of(&header, "kid")).await;
+    assert_eq!(
+        (&key["kty"], &key["crv"], &key["alg"], &key["use"]),
+        (
+            &json!("EC"),
+            &json!("P-256"),
+            &json!("ES256"),
+            &json!("sig")
+        )
+    );
+    assert!(key.get("d").is_none(), "never the private part: {key}");
+    let claims = verify_with_jwk(&access, &key);
+    assert_eq!(claims["sub"], "user-alice");
+    assert!(is_active(&stack, &access).await);
+}
+
+#[tokio::test]
+async fn a_pinned_key_signs_and_replacing_it_keeps_earlier_tokens_valid() {
+    use p256::pkcs8::LineEnding;
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    let dir = tempfile::tempdir().unwrap();
+    let pem_file = dir.path().join("signing.pem");
+    let ec = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    std::fs::write(
+        &pem_file,
+        ec.to_sec1_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let pem_arg = pem_file.display().to_string();
+    let mut stack = stack_with(&["--jwt-private-key", &pem_arg], &[]).await;
+
+    let (client, tokens) = login(&stack).await;
+    let first = str_of(&tokens, "access_token");
+    let first_kid = str_of(&jwt_header(&first), "kid");
+    let first_jwk = jwk(&stack, &first_kid).await;
+    assert_eq!(first_jwk["alg"], "ES256");
+    assert_eq!(
+        first_kid,
+        thumbprint(&first_jwk),
+        "kid is the RFC 7638 thumbprint"
+    );
+    verify_with_jwk(&first, &first_jwk);
+    assert_eq!(jwks_kids(&stack).await, vec![first_kid.clone()]);
+
+    // A restart with the same key changes nothing.
+    stack.stop_auth().await;
+    stack.start_auth().await.unwrap();
+    assert_eq!(jwks_kids(&stack).await, vec![first_kid.clone()]);
+
+    // While pinned, the operator's rotation is refused with a reason, and changes nothing.
+    stack.stop_auth().await;
+    let mut rotate = stack.auth_args();
+    rotate.extend(["keys".to_owned(), "rotate".to_owned()]);
+    let out = auth_server_command(&rotate).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pinned by --jwt-private-key"), "{stderr}");
+    assert!(
+        !stderr.contains("BEGIN"),
+        "no key material in errors: {stderr}"
+    );
+
+    // The operator replaces the key (RSA this time): new tokens use it, old ones stay valid.
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    std::fs::write(
+        &pem_file,
+        rsa_key.to_pkcs1_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    stack.start_auth().await.unwrap();
+    assert!(is_active(&stack, &first).await);
+    let fresh = refresh_ok(&stack, &client, &str_of(&tokens, "refresh_token")).await;
+    let second = str_of(&fresh, "access_token");
+    let second_kid = str_of(&jwt_header(&second), "kid");
+    assert_ne!(second_kid, first_kid);
+    let second_jwk = jwk(&stack, &second_kid).await;
+    assert_eq!(
+        (&second_jwk["kty"], &second_jwk["alg"]),
+        (&json!("RSA"), &json!("RS256"))
+    );
+    assert_eq!(second_kid, thumbprint(&second_jwk));
+    verify_with_jwk(&second, &second_jwk);
+    assert!(is_active(&stack, &second).await);
+    let kids = jwks_kids(&stack).await;
+    assert_eq!(kids.len(), 2, "the replaced key stays published: {kids:?}");
+    assert!(kids.contains(&first_kid));
+}
+
+#[tokio::test]
+async fn a_bad_pinned_key_stops_startup_with_a_reason_and_no_key_material() {
+    let stack = Stack::start().await.unwrap();
+    let mut validate = stack.auth_args();
+    validate.push("validate-config".to_owned());
+    // PEM in an environment variable, line breaks written as `\n` (as .env files carry it).
+    let ec = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    use p256::pkcs8::EncodePrivateKey;
+    let pem = ec
+        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap()
+        .replace('\n', "\\n");
+    let out = auth_server_command(&validate)
+        .env("JWT_PRIVATE_KEY", &pem)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let damaged = pem.replace("MIG", "XXX");
+    for (value, says) in [
+        (damaged.as_str(), "JWT_PRIVATE_KEY"),
+        (
+            "/nonexistent/key.pem",
+            "neither PEM text nor a readable file",
+        ),
+        (
+            "-----BEGIN PUBLIC KEY-----\\nMFkw\\n-----END PUBLIC KEY-----",
+            "not a private key",
+        ),
+    ] {
+        let out = auth_server_command(&validate)
+            .env("JWT_PRIVATE_KEY", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{value}: {stderr}");
+        assert!(stderr.contains(says), "{value}: {stderr}");
+        assert!(
+            !stderr.contains("MIG") && !stderr.contains("XXX"),
+            "{stderr}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -108,6 +108,8 @@ async fn full_login_issues_our_own_tokens() {
     let introspected = stack.introspect(access).await.unwrap();
     assert_eq!(introspected["active"], true);
     assert_eq!(introspected["sub"], "user-alice");
+    // RFC 7662 `username`: the id_token's preferred_username.
+    assert_eq!(introspected["username"], "alice");
 }
 
 #[tokio::test]

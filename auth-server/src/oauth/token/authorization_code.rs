@@ -72,6 +72,7 @@ pub async fn redeem(
         family_id: family_id.clone(),
         client_id: client.client_id.clone(),
         sub: record.sub.clone(),
+        username: record.username.clone(),
         grant_id: record.grant_id.clone(),
         resource: record.resource.clone(),
         scope: record.scope.clone(),
