@@ -15,6 +15,8 @@
 #   7. the MCP conformance suite (tests/conformance: npm ci when stale, then run.mjs against the
 #      built stack, browser login included)
 #   8. cargo test --workspace
+#   9. a smoke run of the benchmark command (debug build, a few requests per phase: it must
+#      complete every phase without an error; figures come from scripts/bench.sh)
 # Every step is bounded in time; the whole run stays well under 30 minutes on 2 cores.
 #
 # Environment for the Rust end-to-end tests (exported here; override from outside if needed):
@@ -137,5 +139,8 @@ run 720 "$E2E_NODE" "$CONF/run.mjs"
 
 section "cargo test"
 run 1200 cargo test --workspace --no-fail-fast
+
+section "benchmark command: smoke run"
+run 180 target/debug/bench --requests 50 --logins 5 --phase-seconds 30
 
 section "all tests passed in $((SECONDS - START))s"

@@ -117,6 +117,11 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the process and waits for it to exit.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

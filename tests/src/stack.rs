@@ -461,6 +461,32 @@ impl Stack {
         Ok(r.json().await?)
     }
 
+    /// RFC 8693 token exchange as the resource server: TaskManager's token for `subject`.
+    pub async fn exchange(&self, subject: &str) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(self.at("/oauth/token"))
+            .basic_auth(RS_CLIENT_ID, Some(RS_CLIENT_SECRET))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", subject),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                (
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("audience", self.tm.url.as_str()),
+            ])
+            .send()
+            .await?)
+    }
+
     /// Introspects as the resource server.
     pub async fn introspect(&self, token: &str) -> Result<Value> {
         let r = self

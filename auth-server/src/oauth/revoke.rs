@@ -1,8 +1,11 @@
 //! `POST /oauth/revoke` (RFC 7009 §2). Access and refresh tokens, with or without
 //! `token_type_hint`. Revoking a refresh token revokes its family (every access and refresh
-//! token of that login). Unknown tokens, and tokens of other clients, answer 200 as RFC 7009
-//! §2.2 says, so the endpoint cannot be used to probe tokens. Takes effect at introspection at
-//! once: introspection reads the same store.
+//! token of that login). Unknown (or already dead) tokens answer 200 (§2.2), so the endpoint
+//! tells nothing about tokens the caller does not hold. A live token issued to another client
+//! is refused (§2.1: the server "verifies whether the token was issued to the client making the
+//! revocation request. If this validation fails, the request is refused"), with
+//! `unauthorized_client`, and stays valid. Takes effect at introspection at once:
+//! introspection reads the same store.
 
 use super::NoStore;
 use crate::extract::{OAuthForm, authenticate_client, presented_client};
@@ -39,6 +42,12 @@ async fn revoke(
     Ok(NoStore(StatusCode::OK))
 }
 
+/// RFC 7009 §2.1: a client may revoke only its own tokens.
+fn not_yours(client_id: &str) -> OAuthError {
+    tracing::warn!(target: "security", %client_id, "refused to revoke another client's token");
+    OAuthError::unauthorized_client("the token was issued to another client")
+}
+
 async fn revoke_access(
     app: &AppState,
     client_id: &str,
@@ -49,7 +58,7 @@ async fn revoke_access(
         return Ok(false);
     };
     if active.claims.client_id != client_id {
-        return Ok(true);
+        return Err(not_yours(client_id));
     }
     app.store
         .revoke_access(&active.claims.jti, UnixTime(active.claims.exp))
@@ -69,7 +78,7 @@ async fn revoke_refresh(
         return Ok(false);
     };
     if rec.client_id != client_id {
-        return Ok(true);
+        return Err(not_yours(client_id));
     }
     app.store.revoke_family(&rec.family_id, now).await?;
     Metrics::inc(&app.metrics.revocations);

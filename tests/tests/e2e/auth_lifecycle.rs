@@ -133,14 +133,7 @@ fn exchange_form<'a>(stack: &'a Stack, subject: &'a str) -> Vec<(&'a str, &'a st
 
 /// Token exchange as the resource server.
 async fn exchange(stack: &Stack, subject: &str) -> Response {
-    stack
-        .http
-        .post(stack.at("/oauth/token"))
-        .basic_auth(RS_CLIENT_ID, Some(RS_CLIENT_SECRET))
-        .form(&exchange_form(stack, subject))
-        .send()
-        .await
-        .unwrap()
+    stack.exchange(subject).await.unwrap()
 }
 
 /// `POST /oauth/revoke` as `client` (Basic for confidential clients, `client_id` for public).
@@ -865,14 +858,16 @@ async fn revocation_authenticates_the_client_and_ignores_unknown_tokens() {
         .await
         .unwrap();
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
-    // Another client cannot revoke the public client's tokens.
+    // Another client cannot revoke the public client's tokens: refused (RFC 7009 §2.1), with
+    // or without a hint, and the tokens stay valid.
     for token in [&access, &refresh_token] {
-        assert_eq!(
-            revoke(&stack, &confidential, &[("token", token)])
-                .await
-                .status(),
-            StatusCode::OK
-        );
+        for hint in ["access_token", "refresh_token"] {
+            let form = [("token", token.as_str()), ("token_type_hint", hint)];
+            let r = revoke(&stack, &confidential, &form).await;
+            assert_error(r, StatusCode::BAD_REQUEST, "unauthorized_client").await;
+        }
+        let r = revoke(&stack, &confidential, &[("token", token)]).await;
+        assert_error(r, StatusCode::BAD_REQUEST, "unauthorized_client").await;
     }
     assert!(is_active(&stack, &access).await);
     assert!(is_active(&stack, &refresh_token).await);

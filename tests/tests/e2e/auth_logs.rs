@@ -2,7 +2,7 @@
 //! verbose log level, then the log is searched for every secret and token that went by.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use harness::stack::{Pkce, RS_CLIENT_ID, RS_CLIENT_SECRET, Stack, StackOptions, TM_CLIENT_SECRET};
+use harness::stack::{Pkce, RS_CLIENT_SECRET, Stack, StackOptions, TM_CLIENT_SECRET};
 use serde_json::Value;
 
 #[tokio::test]
@@ -43,22 +43,7 @@ async fn no_secret_or_token_reaches_the_log_even_at_trace_level() {
         .await
         .unwrap();
     let exchanged: Value = stack
-        .http
-        .post(stack.at("/oauth/token"))
-        .basic_auth(RS_CLIENT_ID, Some(RS_CLIENT_SECRET))
-        .form(&[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", refreshed["access_token"].as_str().unwrap()),
-            (
-                "subject_token_type",
-                "urn:ietf:params:oauth:token-type:access_token",
-            ),
-            ("audience", stack.tm.url.as_str()),
-        ])
-        .send()
+        .exchange(refreshed["access_token"].as_str().unwrap())
         .await
         .unwrap()
         .json()
