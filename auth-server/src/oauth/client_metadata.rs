@@ -24,7 +24,7 @@ use shared::{Scope, UnixTime};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::{Host, Url};
 
@@ -267,12 +267,43 @@ pub fn client_record(
 }
 
 /// Resolved documents by URL, each until its cache lifetime ends. Per replica; bounded.
+/// Fetches are single-flight per URL: requests that miss the cache together wait for one
+/// fetch instead of each sending their own (no fan-out at the document's host).
 #[derive(Debug, Default)]
 pub struct MetadataCache {
     entries: Mutex<HashMap<String, (UnixTime, ClientRecord)>>,
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while one fetch of a URL is under way; removes its lock from the table when dropped.
+struct FetchTurn<'a> {
+    cache: &'a MetadataCache,
+    url: String,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for FetchTurn<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.cache.fetching.lock() {
+            map.remove(&self.url);
+        }
+    }
 }
 
 impl MetadataCache {
+    /// Waits for the turn to fetch `url` (after any fetch of it already under way).
+    async fn turn(&self, url: &str) -> Option<FetchTurn<'_>> {
+        let lock = {
+            let mut map = self.fetching.lock().ok()?;
+            map.entry(url.to_owned()).or_default().clone()
+        };
+        Some(FetchTurn {
+            cache: self,
+            url: url.to_owned(),
+            _turn: lock.lock_owned().await,
+        })
+    }
+
     /// The cached client for `url`, if still fresh at `now`.
     pub fn get(&self, url: &str, now: UnixTime) -> Option<ClientRecord> {
         let map = self.entries.lock().ok()?;
@@ -332,6 +363,11 @@ pub async fn resolve(
 ) -> Result<ClientRecord, CimdError> {
     let allow_loopback = app.settings.cimd_allow_loopback_http;
     let url = check_client_id_url(client_id, allow_loopback)?;
+    if let Some(client) = app.client_metadata.get(client_id, now) {
+        return Ok(client);
+    }
+    // One fetch at a time per URL; whoever waited finds the first one's answer in the cache.
+    let _turn = app.client_metadata.turn(client_id).await;
     if let Some(client) = app.client_metadata.get(client_id, now) {
         return Ok(client);
     }

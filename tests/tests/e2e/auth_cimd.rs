@@ -78,6 +78,14 @@ async fn document(State(s): State<DocState>, Path(name): Path<String>) -> Respon
             [(header::LOCATION, format!("{}/docs/client.json", s.base))],
         )
             .into_response(),
+        "slow.json" => {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            (
+                json_headers("max-age=300"),
+                doc(&own_id, REDIRECT_URI).to_string(),
+            )
+                .into_response()
+        }
         "big.json" => {
             let mut d = doc(&own_id, REDIRECT_URI);
             d["padding"] = "x".repeat(70 * 1024).into();
@@ -337,6 +345,22 @@ async fn an_oversize_document_is_refused() {
     let stack = stack_allowing_loopback().await;
     let r = first_hop(&stack, &Browser::new(), &docs.client("big.json")).await;
     assert_error_page(r, "larger than").await;
+}
+
+#[tokio::test]
+async fn concurrent_first_uses_of_a_url_fetch_its_document_once() {
+    let docs = DocServer::start().await;
+    let stack = stack_allowing_loopback().await;
+    let client = docs.client("slow.json");
+    let answers = futures::future::join_all(
+        (0..8).map(|_| async { first_hop(&stack, &Browser::new(), &client).await.status() }),
+    )
+    .await;
+    assert!(
+        answers.iter().all(|s| *s == StatusCode::SEE_OTHER),
+        "{answers:?}"
+    );
+    assert_eq!(docs.hits("slow.json"), 1, "one fetch for eight requests");
 }
 
 #[tokio::test]
