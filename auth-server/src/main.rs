@@ -3,17 +3,11 @@
 use auth_server::config::{Cli, Command, KeysAction};
 use clap::Parser;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    shared::logging::init();
     let result = match cli.command {
         None => auth_server::run(cli.serve).await,
         Some(Command::ValidateConfig) => validate(&cli.serve),

@@ -4,6 +4,7 @@
 
 pub mod claims;
 pub mod introspection;
+pub mod logging;
 pub mod metadata;
 pub mod oauth_error;
 pub mod paths;

@@ -19,7 +19,27 @@ use axum::routing::get;
 use serde::Deserialize;
 use shared::secret::{TokenHash, constant_time_eq, opaque_token, random_token};
 use shared::{ErrorCode, OAuthError, UnixTime, paths};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tower_sessions::Session;
+
+/// Tells the operator, once per process, that TaskManager's tokens live shorter than the
+/// refresh margin: they are then due for refresh from the moment they arrive, so each token
+/// exchange refreshes upstream (concurrent ones share one refresh, sequential ones do not).
+fn warn_if_shorter_than_margin(app: &AppState, expires_at: Option<UnixTime>, now: UnixTime) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let margin = app.settings.upstream_refresh_margin;
+    if let Some(exp) = expires_at
+        && exp <= now.plus(margin)
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            lifetime_secs = exp.0.saturating_sub(now.0),
+            margin_secs = margin.as_secs(),
+            "TaskManager's access tokens live shorter than --upstream-refresh-margin-secs; \
+             every use will refresh them upstream. Lower the margin below their lifetime."
+        );
+    }
+}
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -152,6 +172,7 @@ async fn complete(
         .identify(&exchanged, &record.nonce)
         .await
         .map_err(CallbackError::Upstream)?;
+    warn_if_shorter_than_margin(app, exchanged.tokens.expires_at, now);
     let grant = GrantRecord {
         grant_id: random_token(16),
         sub: identity.sub.clone(),

@@ -6,17 +6,11 @@ use harness::mock_taskmanager::{Config, serve};
 use std::io::Write;
 use std::process::ExitCode;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    shared::logging::init();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -85,3 +85,38 @@ async fn no_secret_or_token_reaches_the_log_even_at_trace_level() {
         assert!(!text.contains(&secret), "{what} appears in the log");
     }
 }
+
+/// A stack whose auth server logs to a file at `warn`, with TaskManager flags `tm_args`.
+async fn logged_stack(tm_args: &[&str]) -> (Stack, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth-server.log");
+    let stack = Stack::start_with(StackOptions {
+        auth_env: vec![("RUST_LOG".into(), "warn".into())],
+        auth_log: Some(log.clone()),
+        tm_args: tm_args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (stack, log, dir)
+}
+
+#[tokio::test]
+async fn taskmanager_tokens_shorter_than_the_refresh_margin_are_reported_once() {
+    const WARNING: &str = "shorter than --upstream-refresh-margin-secs";
+    let (stack, log, _dir) = logged_stack(&["--access-token-ttl", "60"]).await;
+    let client = stack.public_client().await.unwrap();
+    for _ in 0..2 {
+        stack.tokens(&client).await.unwrap();
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches(WARNING).count(), 1, "{text}");
+    assert!(text.contains("margin_secs=300"), "{text}");
+
+    // TaskManager's default lifetime (an hour) is well above the margin: nothing to say.
+    let (stack, log, _dir) = logged_stack(&[]).await;
+    let client = stack.public_client().await.unwrap();
+    stack.tokens(&client).await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(WARNING), "{text}");
+}
