@@ -74,17 +74,26 @@ if [ "${SKIP_LINT:-0}" != "1" ]; then
   run 1200 cargo clippy --workspace --all-targets -- -D warnings
 fi
 
+# apt_install PKG...: Debian packages the tests need (root; the package index is read once).
+APT_UPDATED=
+apt_install() {
+  [ "$(id -u)" -eq 0 ] || die "$* missing and installing needs root (apt-get install $*)"
+  command -v apt-get >/dev/null || die "$* missing and there is no apt-get to install it"
+  echo "installing Debian's $*"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "$APT_UPDATED" ]; then
+    run 600 apt-get update -q
+    APT_UPDATED=1
+  fi
+  run 1200 apt-get install -y -q "$@"
+}
+
 section "chromium"
 if [ ! -x "$E2E_CHROMIUM" ]; then
   if [ "$E2E_CHROMIUM" != "/usr/bin/chromium" ]; then
     die "E2E_CHROMIUM=$E2E_CHROMIUM does not exist"
   fi
-  [ "$(id -u)" -eq 0 ] || die "/usr/bin/chromium is missing and installing it needs root (apt-get install chromium)"
-  command -v apt-get >/dev/null || die "/usr/bin/chromium is missing and there is no apt-get to install it"
-  echo "installing Debian's chromium"
-  export DEBIAN_FRONTEND=noninteractive
-  run 600 apt-get update -q
-  run 1200 apt-get install -y -q chromium
+  apt_install chromium
   [ -x /usr/bin/chromium ] || die "apt-get installed chromium but /usr/bin/chromium is still missing"
 fi
 run 60 "$E2E_CHROMIUM" --version
@@ -102,6 +111,9 @@ section "tests/py: virtualenv"
 PY="$ROOT/tests/py"
 STAMP="$PY/.venv/.requirements.installed"
 if [ ! -x "$PY/.venv/bin/python" ]; then
+  # Debian ships venv's pip bootstrap separately (python3-venv).
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
   rm -rf "$PY/.venv"
   run 300 python3 -m venv "$PY/.venv"
 fi

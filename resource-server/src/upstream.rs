@@ -111,7 +111,8 @@ pub fn exchange_failure(e: &ExchangeError) -> ToolFailure {
              then retry.",
         ),
         ExchangeError::Unavailable(_) => ToolFailure::new(
-            "TaskManager cannot be reached right now. Nothing was changed; try again in a minute.",
+            "TaskManager, or the sign-in service in front of it, cannot be reached right now. \
+             Nothing was changed; try again in a minute.",
         ),
         ExchangeError::Refused(..) | ExchangeError::Malformed | ExchangeError::TaskFailed => {
             ToolFailure::new(
@@ -295,6 +296,13 @@ impl Upstream {
     }
 
     fn tasks_url(&self, task_id: Option<&str>) -> Result<Url, ToolFailure> {
+        // `push` percent-encodes everything but drops the dot segments "." and "..", which
+        // would turn `/api/tasks/{id}` into `/api/tasks` (the whole collection) or above it.
+        if let Some(id @ ("." | "..")) = task_id {
+            return Err(ToolFailure::new(format!(
+                "\"{id}\" is not a task id. Use list_tasks to see your tasks and their ids."
+            )));
+        }
         let mut url = Url::parse(&self.taskmanager_url).map_err(|_| {
             ToolFailure::new("The TaskManager URL is misconfigured; contact the administrator.")
         })?;

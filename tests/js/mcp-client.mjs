@@ -40,6 +40,17 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { browserLogin } from './browser-login.mjs';
 
+// What the SDK put in its authorization request (RFC 7636 PKCE, RFC 8707 resource).
+function authorizeParams(href) {
+  const q = new URL(href).searchParams;
+  return {
+    resource: q.get('resource'),
+    code_challenge_method: q.get('code_challenge_method'),
+    has_code_challenge: Boolean(q.get('code_challenge')),
+    has_state: Boolean(q.get('state')),
+  };
+}
+
 function log(msg) {
   process.stderr.write(`[mcp-client.mjs] ${msg}\n`);
 }
@@ -284,6 +295,7 @@ async function main() {
         has_client_secret: Boolean(info?.client_secret),
         pages: provider.pages,
         redirect_has_iss: new URL(provider.lastRedirect).searchParams.has('iss'),
+        authorize: authorizeParams(provider.authorizationUrl),
         token_type: tokens.token_type,
         scope: tokens.scope ?? null,
         expires_in: tokens.expires_in ?? null,

@@ -180,6 +180,17 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
+def authorize_params(url: str) -> dict[str, Any]:
+    """What the SDK put in its authorization request (RFC 7636 PKCE, RFC 8707 resource)."""
+    q = parse_qs(urlparse(url).query)
+    return {
+        "resource": q.get("resource", [None])[0],
+        "code_challenge_method": q.get("code_challenge_method", [None])[0],
+        "has_code_challenge": bool(q.get("code_challenge")),
+        "has_state": bool(q.get("state")),
+    }
+
+
 class Steps:
     def __init__(self, summary: dict[str, Any]) -> None:
         self.summary = summary
@@ -252,6 +263,7 @@ async def flow(o: argparse.Namespace, summary: dict[str, Any]) -> None:
                     "has_client_secret": bool(info and info.client_secret),
                     "pages": browser.pages,
                     "redirect_has_iss": "iss" in parse_qs(urlparse(browser.final_url or "").query),
+                    "authorize": authorize_params(browser.authorization_url or ""),
                     "token_type": tokens.token_type,
                     "scope": tokens.scope,
                     "expires_in": tokens.expires_in,

@@ -718,6 +718,39 @@ async fn a_real_token_drives_every_tool_against_taskmanager() {
 }
 
 #[tokio::test]
+async fn task_ids_that_are_path_tricks_never_reach_other_taskmanager_routes() {
+    let stack = Stack::start().await.unwrap();
+    let (_, tokens) = login(&stack, "alice", None).await;
+    let rs = Rs::for_stack(&stack, &[]).await;
+    let mcp = Mcp::connect(&rs, &access(&tokens), "2025-06-18").await;
+    let before = stack.tm_stats().await.unwrap()["tasks_requests"]
+        .as_u64()
+        .unwrap();
+    for id in [".", ".."] {
+        for (tool, args) in [
+            ("get_task", json!({"id": id})),
+            ("delete_task", json!({"id": id})),
+            ("update_task", json!({"id": id, "completed": true})),
+        ] {
+            let r = mcp.tool(tool, args).await;
+            assert_eq!(r["isError"], true, "{tool} {id}: {r}");
+            assert!(text_of(&r).contains("is not a task id"), "{r}");
+        }
+    }
+    // Not one of them reached TaskManager (no request to /api/tasks or above it).
+    let after = stack.tm_stats().await.unwrap()["tasks_requests"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, before);
+    // Other odd ids are percent-encoded into one path segment: TaskManager says not found.
+    for id in ["../tasks", "1/2", "%2e%2e", "a?b#c"] {
+        let r = mcp.tool("get_task", json!({"id": id})).await;
+        assert_eq!(r["isError"], true, "{id}: {r}");
+        assert!(text_of(&r).contains("not found"), "{id}: {r}");
+    }
+}
+
+#[tokio::test]
 async fn protocol_revisions_and_transport_methods() {
     let stack = Stack::start().await.unwrap();
     let (_, tokens) = login(&stack, "alice", None).await;

@@ -31,6 +31,7 @@ async fn run_driver(
     script: PathBuf,
     server_url: &str,
     client_type: &str,
+    extra: &[&str],
 ) -> Value {
     let out = tokio::time::timeout(
         Duration::from_secs(240),
@@ -44,6 +45,7 @@ async fn run_driver(
                 "--timeout-ms",
                 "180000",
             ])
+            .args(extra)
             .kill_on_drop(true)
             .output(),
     )
@@ -87,7 +89,21 @@ fn steps(summary: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn flow(sdk: &str, client_type: &str) {
+/// The details a driver recorded for `step`.
+fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {summary}"))
+}
+
+/// Runs one SDK's driver against a fresh stack and checks what it did, not just that each
+/// step ran: discovery found our issuer, the client registered with the method asked for,
+/// the authorization request carried S256 PKCE and the resource, the redirect carried `iss`,
+/// the refresh rotated the refresh token. Returns the driver's summary.
+async fn flow_with(sdk: &str, client_type: &str, extra: &[&str]) -> Value {
     let stack = Stack::start_with(StackOptions {
         resource_server: true,
         ..Default::default()
@@ -101,6 +117,7 @@ async fn flow(sdk: &str, client_type: &str) {
                 js_dir().join("mcp-client.mjs"),
                 &stack.resource,
                 client_type,
+                extra,
             )
             .await
         }
@@ -108,7 +125,7 @@ async fn flow(sdk: &str, client_type: &str) {
             let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("py")
                 .join("mcp_client.py");
-            run_driver(python(), script, &stack.resource, client_type).await
+            run_driver(python(), script, &stack.resource, client_type, extra).await
         }
     };
     let done = steps(&summary);
@@ -128,6 +145,43 @@ async fn flow(sdk: &str, client_type: &str) {
         );
     }
     assert_eq!(summary["client_type"], client_type);
+    let who = format!("{sdk}/{client_type}");
+    let login = step(&summary, "login");
+    assert_eq!(login["issuer"], stack.issuer(), "{who}: {login}");
+    let (method, secret) = match client_type {
+        "confidential" => ("client_secret_basic", true),
+        _ => ("none", false),
+    };
+    assert_eq!(
+        login["token_endpoint_auth_method"], method,
+        "{who}: {login}"
+    );
+    assert_eq!(login["has_client_secret"], secret, "{who}: {login}");
+    assert_eq!(login["redirect_has_iss"], true, "{who}: RFC 9207");
+    assert_eq!(login["has_refresh_token"], true, "{who}: {login}");
+    let authorize = &login["authorize"];
+    assert_eq!(
+        authorize["resource"],
+        stack.resource.as_str(),
+        "{who}: {authorize}"
+    );
+    assert_eq!(authorize["code_challenge_method"], "S256", "{who}");
+    assert_eq!(authorize["has_code_challenge"], true, "{who}");
+    assert_eq!(authorize["has_state"], true, "{who}");
+    let refresh = step(&summary, "refresh");
+    assert_eq!(refresh["new_access_token"], true, "{who}: {refresh}");
+    assert_eq!(refresh["refresh_token_rotated"], true, "{who}: {refresh}");
+    summary
+}
+
+async fn flow(sdk: &str, client_type: &str) {
+    let summary = flow_with(sdk, client_type, &[]).await;
+    let initialize = step(&summary, "initialize");
+    assert!(
+        ["2025-06-18", "2025-11-25"]
+            .contains(&initialize["protocol_version"].as_str().unwrap_or("")),
+        "{sdk}/{client_type}: {initialize}"
+    );
 }
 
 #[tokio::test]
@@ -148,4 +202,13 @@ async fn python_sdk_public_client() {
 #[tokio::test]
 async fn python_sdk_confidential_client() {
     flow("python", "confidential").await;
+}
+
+/// The Python SDK's default mode negotiates the newest revision it speaks (2026-07-28, no
+/// initialize handshake): the same whole flow must work there too.
+#[tokio::test]
+async fn python_sdk_in_its_default_mode_speaks_the_newest_revision() {
+    let summary = flow_with("python", "public", &["--mode", "auto"]).await;
+    let initialize = step(&summary, "initialize");
+    assert_eq!(initialize["protocol_version"], "2026-07-28", "{initialize}");
 }
