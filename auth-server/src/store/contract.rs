@@ -408,6 +408,41 @@ pub async fn sweep_removes_only_expired(store: Arc<dyn Store>) {
     ));
 }
 
+pub async fn a_family_revoked_before_it_exists_is_created_revoked(store: Arc<dyn Store>) {
+    // A code replayed while its first redemption is still under way revokes a family that
+    // is not stored yet; the redemption's insert must then store it revoked.
+    store.revoke_family("f-early", T0).await.unwrap();
+    let hash = TokenHash::of("r-early");
+    store
+        .insert_family(&family("f-early"), Some((&hash, &refresh("f-early"))))
+        .await
+        .unwrap();
+    let f = store.get_family("f-early").await.unwrap().unwrap();
+    assert_eq!(f.revoked_at, Some(T0));
+    let r = store
+        .rotate_refresh(
+            &hash,
+            &TokenHash::of("r-next"),
+            &refresh("f-early"),
+            &rotated_to(&TokenHash::of("r-next"), T0),
+            30,
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Reused { .. }), "{r:?}");
+    // Other families are untouched, and the memory of the early revocation is swept in time.
+    store.insert_family(&family("f-other"), None).await.unwrap();
+    let other = store.get_family("f-other").await.unwrap().unwrap();
+    assert_eq!(other.revoked_at, None);
+    store.revoke_family("f-never", T0).await.unwrap();
+    let report = store.sweep(UnixTime(T0.0 + 7200)).await.unwrap();
+    assert!(report.removed >= 1);
+    store.insert_family(&family("f-never"), None).await.unwrap();
+    let late = store.get_family("f-never").await.unwrap().unwrap();
+    assert_eq!(late.revoked_at, None, "a swept tombstone no longer applies");
+}
+
 pub async fn first_key_once_and_rotation(store: Arc<dyn Store>) {
     let key = |kid: &str, at: u64| KeyRecord {
         kid: kid.into(),
@@ -479,6 +514,11 @@ macro_rules! store_contract_tests {
         #[tokio::test]
         async fn sweep_removes_only_expired() {
             $crate::store::contract::sweep_removes_only_expired($make).await
+        }
+        #[tokio::test]
+        async fn a_family_revoked_before_it_exists_is_created_revoked() {
+            $crate::store::contract::a_family_revoked_before_it_exists_is_created_revoked($make)
+                .await
         }
         #[tokio::test]
         async fn first_key_once_and_rotation() {

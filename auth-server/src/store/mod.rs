@@ -299,7 +299,8 @@ pub trait Store: Send + Sync + 'static {
 
     // Refresh-token families.
     /// Creates a family with its first refresh token (if the client may refresh), atomically;
-    /// durable before it returns.
+    /// durable before it returns. If the family was revoked before it existed (its code was
+    /// replayed while the first redemption was still under way), it is created revoked.
     async fn insert_family(
         &self,
         family: &FamilyRecord,
@@ -322,7 +323,9 @@ pub trait Store: Send + Sync + 'static {
         token: &TokenHash,
         now: UnixTime,
     ) -> Result<Option<RefreshRecord>, StoreError>;
-    /// Revokes every access and refresh token of the family. Idempotent.
+    /// Revokes every access and refresh token of the family. Idempotent. A family that does
+    /// not exist yet is remembered as revoked (for at least an hour), so its later
+    /// `insert_family` creates it revoked: checking and remembering are one atomic step.
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError>;
 
     // Access-token revocation list (RFC 7009), keyed by `jti`, kept until the token's `exp`.

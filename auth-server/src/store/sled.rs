@@ -59,6 +59,22 @@ fn tx_put<T: Serialize>(tree: &TransactionalTree, key: &[u8], v: &T) -> TxResult
     Ok(())
 }
 
+/// How long the revocation of a family that does not exist yet is remembered (far longer than
+/// a code redemption takes).
+const TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A family revoked before it was created, kept in the `revoked` tree under
+/// [`family_tombstone`] (access-token entries there are bare expiry numbers).
+#[derive(Serialize, Deserialize)]
+struct Tombstone {
+    revoked_at: u64,
+    expires_at: u64,
+}
+
+fn family_tombstone(family_id: &str) -> Vec<u8> {
+    format!("family:{family_id}").into_bytes()
+}
+
 /// Reads the `expires_at` a record carries, for the sweeper (clients: only while unused).
 fn expiry_of(tree_name: &str, bytes: &[u8]) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
@@ -70,7 +86,7 @@ fn expiry_of(tree_name: &str, bytes: &[u8]) -> Option<u64> {
                 v.get("unused_expires_at")?.as_u64()
             }
         }
-        "revoked" => v.as_u64(),
+        "revoked" => v.as_u64().or_else(|| v.get("expires_at")?.as_u64()),
         _ => v.get("expires_at")?.as_u64(),
     }
 }
@@ -276,13 +292,24 @@ impl Store for SledStore {
         family: &FamilyRecord,
         refresh: Option<(&TokenHash, &RefreshRecord)>,
     ) -> Result<(), StoreError> {
-        (&self.families, &self.refresh).transaction(|(families, refreshes)| {
-            tx_put(families, family.family_id.as_bytes(), family)?;
-            if let Some((hash, rec)) = refresh {
-                tx_put(refreshes, hash.as_str().as_bytes(), rec)?;
-            }
-            Ok(())
-        })?;
+        let tombstone = family_tombstone(&family.family_id);
+        (&self.families, &self.refresh, &self.revoked).transaction(
+            |(families, refreshes, revoked)| {
+                let mut family = family.clone();
+                if let Some(bytes) = revoked.get(&tombstone)? {
+                    // Revoked before it existed: its code was replayed meanwhile.
+                    let at: u64 = dec::<Tombstone>(&bytes)
+                        .map_err(ConflictableTransactionError::Abort)?
+                        .revoked_at;
+                    family.revoked_at.get_or_insert(UnixTime(at));
+                }
+                tx_put(families, family.family_id.as_bytes(), &family)?;
+                if let Some((hash, rec)) = refresh {
+                    tx_put(refreshes, hash.as_str().as_bytes(), rec)?;
+                }
+                Ok(())
+            },
+        )?;
         self.durable().await
     }
 
@@ -351,17 +378,24 @@ impl Store for SledStore {
     }
 
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<(), StoreError> {
-        self.families
-            .fetch_and_update(family_id.as_bytes(), |old| {
-                let bytes = old?;
-                match serde_json::from_slice::<FamilyRecord>(bytes) {
-                    Ok(mut f) if f.revoked_at.is_none() => {
+        (&self.families, &self.revoked).transaction(|(families, revoked)| {
+            match tx_get::<FamilyRecord>(families, family_id.as_bytes())? {
+                Some(mut f) => {
+                    if f.revoked_at.is_none() {
                         f.revoked_at = Some(now);
-                        serde_json::to_vec(&f).ok().or_else(|| Some(bytes.to_vec()))
+                        tx_put(families, family_id.as_bytes(), &f)?;
                     }
-                    _ => Some(bytes.to_vec()),
                 }
-            })?;
+                None => {
+                    let tombstone = Tombstone {
+                        revoked_at: now.0,
+                        expires_at: now.plus(TOMBSTONE_TTL).0,
+                    };
+                    tx_put(revoked, &family_tombstone(family_id), &tombstone)?;
+                }
+            }
+            Ok(())
+        })?;
         self.durable().await
     }
 
