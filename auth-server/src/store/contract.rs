@@ -50,7 +50,6 @@ fn rotated_to(successor: &TokenHash, at: UnixTime) -> RotatedTo {
     RotatedTo {
         at,
         successor_hash: successor.clone(),
-        successor_enc: "enc".into(),
         successor_scope: "read write".into(),
     }
 }

@@ -157,9 +157,8 @@ pub struct RotatedTo {
     pub at: UnixTime,
     /// The successor's hash: a grace retry is allowed only while the successor is unrotated.
     pub successor_hash: TokenHash,
-    /// The successor refresh token, encrypted with the vault key, so a retry within the grace
-    /// window can be given the same successor.
-    pub successor_enc: String,
+    /// The successor's scope. The successor itself is not stored: a retry recomputes it from
+    /// the presented token (`Vault::successor_of`) and it must hash to `successor_hash`.
     pub successor_scope: String,
 }
 

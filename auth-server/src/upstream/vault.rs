@@ -26,9 +26,26 @@ pub enum VaultError {
 }
 
 /// AES-256-GCM with a random 96-bit nonce per value; stored as base64url(nonce ‖ ciphertext).
+/// Also the keyed derivation of refresh-token successors (see [`Vault::successor_of`]).
 #[derive(Clone)]
 pub struct Vault {
     cipher: Aes256Gcm,
+    /// HMAC key for successors, derived from the vault key (never the vault key itself).
+    successor_key: [u8; 32],
+}
+
+/// Label of the successor key's derivation; a new label would change every successor.
+const SUCCESSOR_LABEL: &[u8] = b"mcp-auth-server refresh-token successor v1";
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes keys of any length; this cannot fail.
+    let mut mac = <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 impl std::fmt::Debug for Vault {
@@ -81,6 +98,7 @@ impl Vault {
         let key = parse_key(text)?;
         Ok(Self {
             cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(key)),
+            successor_key: hmac_sha256(&key, SUCCESSOR_LABEL),
         })
     }
 
@@ -106,6 +124,14 @@ impl Vault {
     }
 
     /// Encrypts `plain`.
+    /// The refresh token that succeeds `token` when it rotates: HMAC-SHA256 under a key
+    /// derived from the vault key. A retry within the grace window recomputes the same
+    /// successor from the token it presents, so no usable refresh token is ever stored (only
+    /// hashes), yet the retry gets the same answer as the first request.
+    pub fn successor_of(&self, token: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac_sha256(&self.successor_key, token.as_bytes()))
+    }
+
     pub fn seal(&self, plain: &[u8]) -> String {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         // Encryption with a valid key and fresh nonce cannot fail for inputs under 64 GiB.
@@ -164,6 +190,31 @@ pub fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn successors_are_deterministic_per_token_and_key() {
+        let v = Vault::from_key_text(&"ab".repeat(32)).unwrap();
+        let again = Vault::from_key_text(&"ab".repeat(32)).unwrap();
+        let other = Vault::from_key_text(&"cd".repeat(32)).unwrap();
+        let s = v.successor_of("r0");
+        assert_eq!(
+            s,
+            again.successor_of("r0"),
+            "a retry recomputes the same successor"
+        );
+        assert_ne!(s, v.successor_of("r1"));
+        assert_ne!(s, other.successor_of("r0"), "unknowable without the key");
+        assert_eq!(s.len(), 43, "256 bits, base64url");
+        // RFC 4231 test case 2 checks the HMAC itself.
+        assert_eq!(
+            hmac_sha256(b"Jefe", b"what do ya want for nothing?"),
+            [
+                0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
+                0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
+                0x64, 0xec, 0x38, 0x43
+            ]
+        );
+    }
 
     #[test]
     fn round_trip_and_tamper_detection() {

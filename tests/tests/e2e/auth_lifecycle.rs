@@ -280,6 +280,40 @@ async fn reuse_outside_the_grace_window_revokes_the_family() {
 }
 
 #[tokio::test]
+async fn reuse_while_taskmanager_is_down_still_revokes_the_family() {
+    // TaskManager's tokens are always near expiry, so a fresh refresh needs TaskManager.
+    let stack = stack_with(
+        &["--refresh-grace-secs", "0"],
+        &["--access-token-ttl", "60"],
+    )
+    .await;
+    let (client, first) = login(&stack).await;
+    let r0 = str_of(&first, "refresh_token");
+    let r1 = str_of(&refresh_ok(&stack, &client, &r0).await, "refresh_token");
+    stack.tm_knobs(json!({"fail_status": 503})).await.unwrap();
+    let upstream_before = refresh_grants(&stack).await;
+    // The replay is a reuse whatever TaskManager's state: invalid_grant, never 503.
+    assert_error(
+        refresh(&stack, &client, &r0, &[]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(
+        refresh_grants(&stack).await,
+        upstream_before,
+        "a replayed token costs no upstream refresh"
+    );
+    stack.tm_knobs(json!({"fail_status": null})).await.unwrap();
+    assert_error(
+        refresh(&stack, &client, &r1, &[]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn scope_may_narrow_on_refresh_but_never_widen() {
     let stack = Stack::start().await.unwrap();
     let (client, first) = login(&stack).await;

@@ -2,11 +2,12 @@
 //!
 //! Refresh tokens rotate on every use. A retry of the immediate predecessor within the grace
 //! window gets the same successor back (lost responses and parallel refreshes do not log the
-//! user out); any other reuse is `invalid_grant` and revokes the whole family. Scope may
+//! user out; the successor is derived from the presented token with a vault-held key, so it is
+//! never stored); any other reuse is `invalid_grant` and revokes the whole family. Scope may
 //! narrow, never widen; `resource` must match the grant. If TaskManager's tokens are near
 //! expiry they are refreshed too, and a refusal there ends the MCP grant as well.
 
-use super::{check_same_resource, grant_error, new_refresh, respond};
+use super::{check_same_resource, grant_error, respond};
 use crate::extract::Params;
 use crate::ops::Metrics;
 use crate::state::AppState;
@@ -46,12 +47,19 @@ pub async fn rotate(
     // Narrowing only (RFC 6749 §6): the refreshed scope must be within the current one.
     let scope = crate::oauth::check_scope(params.get("scope"), &current_scope)?;
 
-    // TaskManager first: a refused upstream refresh must end the MCP grant too.
-    grant::fresh_tokens(app, &family.grant_id)
-        .await
-        .map_err(grant_error)?;
+    // TaskManager first: a refused upstream refresh must end the MCP grant too. Not for a
+    // token that has already rotated: that is a grace retry or a reuse, which the rotation
+    // below answers by itself, and a reuse must revoke the family even while TaskManager is
+    // down (nor may a replayed token cost an upstream refresh).
+    if old.rotated.is_none() {
+        grant::fresh_tokens(app, &family.grant_id)
+            .await
+            .map_err(grant_error)?;
+    }
 
-    let (new_token, new_hash) = new_refresh();
+    // Derived, not random: a retry of `presented` within the grace window recomputes it.
+    let new_token = app.vault.successor_of(presented);
+    let new_hash = TokenHash::of(&new_token);
     let new_rec = RefreshRecord {
         family_id: family.family_id.clone(),
         client_id: client.client_id.clone(),
@@ -62,7 +70,6 @@ pub async fn rotate(
     let rotated = RotatedTo {
         at: now,
         successor_hash: new_hash.clone(),
-        successor_enc: app.vault.seal_str(&new_token),
         successor_scope: scope.to_string(),
     };
     let grace = app.settings.refresh_grace.as_secs();
@@ -74,7 +81,11 @@ pub async fn rotate(
         Rotation::Rotated { .. } => (new_token, scope),
         Rotation::Grace { rotated, .. } => {
             tracing::info!(target: "security", client_id = %client.client_id, "refresh retried within grace window; same successor returned");
-            let successor = app.vault.open_str(&rotated.successor_enc)?;
+            if TokenHash::of(&new_token) != rotated.successor_hash {
+                // Rotated under another vault key: the successor cannot be recomputed.
+                return Err(invalid());
+            }
+            let successor = new_token;
             (
                 successor,
                 Scope::parse(&rotated.successor_scope).unwrap_or_default(),
