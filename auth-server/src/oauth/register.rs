@@ -285,8 +285,14 @@ async fn register_client(
     let confidential = meta.token_endpoint_auth_method != "none";
     let secret = confidential.then(opaque_token);
 
-    // An identical registration of a client that was never used is that client again.
-    let existing = app.store.find_unused_client(&fp).await?;
+    // An identical registration of a public client that was never used is that client again
+    // (clients that register on every start do not pile up). Never for confidential clients:
+    // a new secret would silently replace the one the first registrant holds.
+    let existing = if confidential {
+        None
+    } else {
+        app.store.find_unused_client(&fp).await?
+    };
     let record = ClientRecord {
         client_id: existing
             .as_ref()

@@ -362,9 +362,10 @@ impl UpstreamClient {
         validation.leeway = 30;
         let data = jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation)
             .map_err(|e| UpstreamError::Protocol(format!("id_token rejected: {e}")))?;
-        if data.claims.nonce.as_deref().is_some_and(|n| n != nonce) {
+        // OIDC Core §3.1.3.7 (11): we always send a nonce, so the id_token must carry it.
+        if data.claims.nonce.as_deref() != Some(nonce) {
             return Err(UpstreamError::Protocol(
-                "id_token nonce does not match".into(),
+                "id_token nonce is missing or does not match".into(),
             ));
         }
         Ok(Identity {

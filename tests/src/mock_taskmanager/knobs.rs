@@ -28,6 +28,8 @@ pub struct Knobs {
     pub access_token_ttl: u64,
     /// Answer every `/api/*` request with 200 and a body that is not JSON.
     pub garbage: bool,
+    /// Leave `nonce` out of id_tokens, as a non-conforming OpenID provider would.
+    pub omit_nonce: bool,
 }
 
 impl Knobs {
@@ -38,6 +40,7 @@ impl Knobs {
             fail_status: None,
             access_token_ttl,
             garbage: false,
+            omit_nonce: false,
         }
     }
 }
@@ -52,6 +55,7 @@ struct KnobsUpdate {
     fail_status: Option<Option<u16>>,
     access_token_ttl: Option<u64>,
     garbage: Option<bool>,
+    omit_nonce: Option<bool>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`).
@@ -118,6 +122,9 @@ async fn set_knobs(State(state): State<MockState>, body: Bytes) -> Result<Json<K
     }
     if let Some(v) = update.garbage {
         knobs.garbage = v;
+    }
+    if let Some(v) = update.omit_nonce {
+        knobs.omit_nonce = v;
     }
     tracing::info!(knobs = ?*knobs, "knobs changed");
     Ok(Json(knobs.clone()))

@@ -150,6 +150,32 @@ async fn identical_repeat_registration_does_not_pile_up() {
     assert_eq!(a["client_id"], b["client_id"]);
     let (_, c) = stack.register_raw(&json!({"client_name": "Other", "redirect_uris": ["http://127.0.0.1:5000/cb"], "token_endpoint_auth_method": "none"})).await.unwrap();
     assert_ne!(a["client_id"], c["client_id"]);
+    // A confidential client is never merged: the first registrant's secret must keep working.
+    let meta = json!({"client_name": "Secret twice", "redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "client_secret_basic"});
+    let (_, first) = stack.register_raw(&meta).await.unwrap();
+    let (_, second) = stack.register_raw(&meta).await.unwrap();
+    assert_ne!(first["client_id"], second["client_id"]);
+    for reg in [&first, &second] {
+        let r = stack
+            .http
+            .post(stack.at("/oauth/token"))
+            .basic_auth(
+                reg["client_id"].as_str().unwrap(),
+                reg["client_secret"].as_str(),
+            )
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "unknown"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"], "invalid_grant",
+            "the secret authenticates: {body}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -670,9 +696,13 @@ async fn taskmanager_down_slow_or_garbage_at_callback_is_a_clear_error() {
         (json!({"fail_status": 503}), "temporarily_unavailable"),
         (json!({"delay_ms": 2500}), "temporarily_unavailable"),
         (json!({"garbage": true}), "server_error"),
+        // OIDC Core §3.1.3.7: we sent a nonce, so an id_token without it is refused.
+        (json!({"omit_nonce": true}), "server_error"),
     ] {
         stack
-            .tm_knobs(json!({"fail_status": null, "delay_ms": 0, "garbage": false}))
+            .tm_knobs(
+                json!({"fail_status": null, "delay_ms": 0, "garbage": false, "omit_nonce": false}),
+            )
             .await
             .unwrap();
         let browser = Browser::new();
@@ -689,6 +719,9 @@ async fn taskmanager_down_slow_or_garbage_at_callback_is_a_clear_error() {
         assert_eq!(p["error"], expected, "{knobs}");
         assert_eq!(p["iss"], stack.issuer());
         assert_eq!(p["state"], "st-123");
+        if knobs["omit_nonce"] == true {
+            assert!(p["error_description"].contains("nonce"), "{p:?}");
+        }
     }
 }
 

@@ -1490,7 +1490,7 @@ async fn fail_status_and_garbage_apply_to_api_routes_only() {
     let current = ok_json(tm.http.get(tm.url("/__knobs")).send().await.unwrap()).await;
     assert_eq!(
         current,
-        json!({"refuse_refresh": false, "delay_ms": 0, "fail_status": null, "access_token_ttl": 3600, "garbage": false})
+        json!({"refuse_refresh": false, "delay_ms": 0, "fail_status": null, "access_token_ttl": 3600, "garbage": false, "omit_nonce": false})
     );
 }
 
