@@ -173,6 +173,14 @@ pub struct ServeArgs {
     /// Initial access token for `--registration initial-access-token`.
     #[arg(long, env = "MCP_INITIAL_ACCESS_TOKEN", hide_env_values = true)]
     pub initial_access_token: Option<String>,
+    /// Also accept reverse-domain private-use scheme redirect URIs such as
+    /// `com.example.app:/cb` (RFC 8252 §7.1) at registration, for desktop clients that use them.
+    #[arg(
+        long,
+        env = "MCP_ALLOW_PRIVATE_USE_REDIRECT_SCHEMES",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_private_use_redirect_schemes: bool,
     /// Registrations allowed per client IP per minute.
     #[arg(long, env = "MCP_REGISTRATION_RATE", default_value_t = 30)]
     pub registration_rate_per_minute: u32,
@@ -233,6 +241,7 @@ pub struct Settings {
     pub registration: RegistrationPolicy,
     pub initial_access_token: Option<Secret<String>>,
     pub registration_rate_per_minute: u32,
+    pub private_use_redirects: shared::redirect_uri::PrivateUseSchemes,
     pub unused_client_ttl: Duration,
     /// Tests only: client metadata documents may be fetched over http from 127.0.0.1.
     pub cimd_allow_loopback_http: bool,
@@ -359,6 +368,11 @@ impl ServeArgs {
             registration: self.registration,
             initial_access_token,
             registration_rate_per_minute: self.registration_rate_per_minute,
+            private_use_redirects: if self.allow_private_use_redirect_schemes {
+                shared::redirect_uri::PrivateUseSchemes::Allowed
+            } else {
+                shared::redirect_uri::PrivateUseSchemes::Refused
+            },
             unused_client_ttl: Duration::from_secs(self.unused_client_ttl.max(60)),
             cimd_allow_loopback_http: self.cimd_insecure_allow_loopback_http,
             signing: self.key_policy()?,

@@ -4,7 +4,7 @@
 use crate::Kind;
 use crate::taskmanager::{BaseUrl, CookieError, NewClient, SessionCookie, Timeouts, UrlError};
 use shared::Scope;
-use shared::redirect_uri::{RedirectUriError, check_registrable};
+use shared::redirect_uri::{PrivateUseSchemes, RedirectUriError, check_registrable};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -253,7 +253,7 @@ pub fn redirect_uris(
     if explicit.is_empty() {
         let base = BaseUrl::parse(auth_server_url, "/").map_err(ConfigError::AuthServerUrl)?;
         let uri = format!("{}{}", base.as_str(), shared::paths::CALLBACK);
-        return match check_registrable(&uri) {
+        return match check_registrable(&uri, PrivateUseSchemes::Refused) {
             Ok(_) => Ok(vec![uri]),
             Err(reason) => Err(ConfigError::Callback { uri, reason }),
         };
@@ -261,9 +261,11 @@ pub fn redirect_uris(
     let mut uris: Vec<String> = Vec::with_capacity(explicit.len());
     for uri in explicit {
         let uri = uri.trim();
-        check_registrable(uri).map_err(|reason| ConfigError::RedirectUri {
-            uri: uri.to_owned(),
-            reason,
+        check_registrable(uri, PrivateUseSchemes::Refused).map_err(|reason| {
+            ConfigError::RedirectUri {
+                uri: uri.to_owned(),
+                reason,
+            }
         })?;
         if !uris.iter().any(|u| u == uri) {
             uris.push(uri.to_owned());

@@ -14,10 +14,24 @@ pub enum RedirectUriError {
         "redirect URI must use https, or http on a loopback address (127.0.0.1, [::1], localhost)"
     )]
     InsecureHttp,
-    #[error(
-        "redirect URI scheme is not allowed; use https, loopback http, or a reverse-domain private-use scheme"
-    )]
+    #[error("redirect URI scheme is not allowed; use https, or http on a loopback address")]
     Scheme,
+    #[error(
+        "private-use scheme redirect URIs (RFC 8252 §7.1) are not accepted by this server; use \
+         https, or http on a loopback address"
+    )]
+    PrivateUseDisabled,
+}
+
+/// Which redirect URIs registration accepts beyond https and loopback http.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrivateUseSchemes {
+    /// Only https and loopback http (the default).
+    #[default]
+    Refused,
+    /// Also reverse-domain private-use schemes such as `com.example.app:/cb` (RFC 8252 §7.1),
+    /// which some desktop MCP clients register.
+    Allowed,
 }
 
 /// `127.0.0.1` (any of 127/8), `[::1]` or `localhost`.
@@ -33,9 +47,12 @@ pub fn is_loopback_host(url: &Url) -> bool {
 /// Checks a redirect URI offered at registration.
 ///
 /// Allowed: `https` URIs; `http` URIs on a loopback host (RFC 8252 §7.3, native apps and CLI
-/// clients); private-use schemes in reverse-domain form such as `com.example.app:/cb`
-/// (RFC 8252 §7.1, used by desktop MCP clients). Never fragments (RFC 6749 §3.1.2).
-pub fn check_registrable(uri: &str) -> Result<Url, RedirectUriError> {
+/// clients); with [`PrivateUseSchemes::Allowed`], private-use schemes in reverse-domain form
+/// such as `com.example.app:/cb` (RFC 8252 §7.1). Never fragments (RFC 6749 §3.1.2).
+pub fn check_registrable(
+    uri: &str,
+    private_use: PrivateUseSchemes,
+) -> Result<Url, RedirectUriError> {
     let url = Url::parse(uri).map_err(|_| RedirectUriError::NotAbsolute)?;
     if url.fragment().is_some() || uri.contains('#') {
         return Err(RedirectUriError::Fragment);
@@ -47,7 +64,10 @@ pub fn check_registrable(uri: &str) -> Result<Url, RedirectUriError> {
         "https" => Err(RedirectUriError::NotAbsolute),
         // Reverse-domain private-use schemes contain a dot (RFC 8252 §7.1); this also refuses
         // `javascript:`, `data:`, `file:` and the like.
-        s if s.contains('.') => Ok(url),
+        s if s.contains('.') => match private_use {
+            PrivateUseSchemes::Allowed => Ok(url),
+            PrivateUseSchemes::Refused => Err(RedirectUriError::PrivateUseDisabled),
+        },
         _ => Err(RedirectUriError::Scheme),
     }
 }
@@ -78,27 +98,41 @@ pub fn matches(registered: &str, requested: &str) -> bool {
 mod tests {
     use super::*;
 
+    const STRICT: PrivateUseSchemes = PrivateUseSchemes::Refused;
+
+    #[test]
+    fn private_use_schemes_only_when_allowed() {
+        assert_eq!(
+            check_registrable("com.example.app:/oauth", STRICT),
+            Err(RedirectUriError::PrivateUseDisabled)
+        );
+        assert_eq!(
+            check_registrable("javascript:alert(1)", PrivateUseSchemes::Allowed),
+            Err(RedirectUriError::Scheme)
+        );
+    }
+
     #[test]
     fn registrable_uris() {
-        assert!(check_registrable("https://claude.ai/api/mcp/auth_callback").is_ok());
-        assert!(check_registrable("http://127.0.0.1:33418/callback").is_ok());
-        assert!(check_registrable("http://localhost/cb").is_ok());
-        assert!(check_registrable("http://[::1]:8080/cb").is_ok());
-        assert!(check_registrable("com.example.app:/oauth").is_ok());
+        assert!(check_registrable("https://claude.ai/api/mcp/auth_callback", STRICT).is_ok());
+        assert!(check_registrable("http://127.0.0.1:33418/callback", STRICT).is_ok());
+        assert!(check_registrable("http://localhost/cb", STRICT).is_ok());
+        assert!(check_registrable("http://[::1]:8080/cb", STRICT).is_ok());
+        assert!(check_registrable("com.example.app:/oauth", PrivateUseSchemes::Allowed).is_ok());
         assert_eq!(
-            check_registrable("http://example.com/cb"),
+            check_registrable("http://example.com/cb", STRICT),
             Err(RedirectUriError::InsecureHttp)
         );
         assert_eq!(
-            check_registrable("https://x.test/cb#frag"),
+            check_registrable("https://x.test/cb#frag", STRICT),
             Err(RedirectUriError::Fragment)
         );
         assert_eq!(
-            check_registrable("/relative"),
+            check_registrable("/relative", STRICT),
             Err(RedirectUriError::NotAbsolute)
         );
         assert_eq!(
-            check_registrable("javascript:alert(1)"),
+            check_registrable("javascript:alert(1)", STRICT),
             Err(RedirectUriError::Scheme)
         );
     }

@@ -19,6 +19,7 @@ use crate::state::AppState;
 use crate::store::{ClientRecord, StoreError};
 use axum::http::header;
 use serde_json::Value;
+use shared::redirect_uri::PrivateUseSchemes;
 use shared::secret::TokenHash;
 use shared::{Scope, UnixTime};
 use std::borrow::Cow;
@@ -203,6 +204,7 @@ pub fn check_document(
     client_id: &str,
     body: &[u8],
     offered: &Scope,
+    private_use: PrivateUseSchemes,
 ) -> Result<super::register::AcceptedMetadata, CimdError> {
     let bad = |m: &'static str| CimdError::Document(Cow::Borrowed(m));
     let mut doc: Value = serde_json::from_slice(body).map_err(|_| bad("not JSON"))?;
@@ -233,7 +235,8 @@ pub fn check_document(
         Some(Value::Array(a)) if !a.is_empty() => {}
         _ => return Err(bad("redirect_uris is required")),
     }
-    super::register::check_metadata(&doc, offered).map_err(|e| CimdError::Document(e.description))
+    super::register::check_metadata(&doc, offered, private_use)
+        .map_err(|e| CimdError::Document(e.description))
 }
 
 /// The client record a checked document stands for; keeps the first-seen and first-used times
@@ -373,7 +376,12 @@ pub async fn resolve(
     }
     let result = async {
         let fetched = fetch(&url, allow_loopback).await?;
-        let meta = check_document(client_id, &fetched.body, &app.settings.mcp_scopes)?;
+        let meta = check_document(
+            client_id,
+            &fetched.body,
+            &app.settings.mcp_scopes,
+            app.settings.private_use_redirects,
+        )?;
         Ok::<_, CimdError>((meta, fetched.ttl_secs))
     }
     .await;
@@ -618,6 +626,7 @@ mod tests {
             URL,
             &serde_json::to_vec(&v).unwrap(),
             &Scope::parse("read write").unwrap(),
+            PrivateUseSchemes::Refused,
         )
     }
 
@@ -661,7 +670,12 @@ mod tests {
             );
         }
         assert!(matches!(
-            check_document(URL, b"not json", &Scope::parse("read").unwrap()),
+            check_document(
+                URL,
+                b"not json",
+                &Scope::parse("read").unwrap(),
+                PrivateUseSchemes::Refused
+            ),
             Err(CimdError::Document(_))
         ));
     }

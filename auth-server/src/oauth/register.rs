@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shared::redirect_uri::{RedirectUriError, check_registrable};
+use shared::redirect_uri::{PrivateUseSchemes, RedirectUriError, check_registrable};
 use shared::secret::{TokenHash, constant_time_eq, opaque_token, random_token};
 use shared::{ErrorCode, OAuthError, Scope, UnixTime, paths};
 use std::net::SocketAddr;
@@ -108,7 +108,11 @@ fn string_array(
 }
 
 /// Checks the metadata (pure: no I/O), in RFC 7591 §2 order.
-pub fn check_metadata(body: &Value, offered: &Scope) -> Result<AcceptedMetadata, OAuthError> {
+pub fn check_metadata(
+    body: &Value,
+    offered: &Scope,
+    private_use: PrivateUseSchemes,
+) -> Result<AcceptedMetadata, OAuthError> {
     if !body.is_object() {
         return Err(metadata_error("registration request must be a JSON object"));
     }
@@ -154,7 +158,7 @@ pub fn check_metadata(body: &Value, offered: &Scope) -> Result<AcceptedMetadata,
         ));
     }
     for uri in &redirect_uris {
-        check_registrable(uri).map_err(|e: RedirectUriError| {
+        check_registrable(uri, private_use).map_err(|e: RedirectUriError| {
             OAuthError::new(ErrorCode::InvalidRedirectUri, format!("{uri}: {e}"))
         })?;
     }
@@ -280,7 +284,11 @@ async fn register_client(
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|_| metadata_error("registration body is not valid JSON"))?;
-    let meta = check_metadata(&value, &app.settings.mcp_scopes)?;
+    let meta = check_metadata(
+        &value,
+        &app.settings.mcp_scopes,
+        app.settings.private_use_redirects,
+    )?;
     let fp = fingerprint(&meta);
     let confidential = meta.token_endpoint_auth_method != "none";
     let secret = confidential.then(opaque_token);
@@ -345,7 +353,7 @@ mod tests {
 
     #[test]
     fn defaults_and_narrowing() {
-        let m = check_metadata(&json!({"redirect_uris": ["http://127.0.0.1:3000/cb"], "scope": "read admin", "extra": 1}), &offered()).unwrap();
+        let m = check_metadata(&json!({"redirect_uris": ["http://127.0.0.1:3000/cb"], "scope": "read admin", "extra": 1}), &offered(), PrivateUseSchemes::Refused).unwrap();
         assert_eq!(m.token_endpoint_auth_method, "client_secret_basic");
         assert_eq!(m.scope, "read");
         assert_eq!(m.grant_types, ["authorization_code", "refresh_token"]);
@@ -353,30 +361,37 @@ mod tests {
 
     #[test]
     fn wrong_types_and_bad_uris() {
-        let e = check_metadata(&json!({"redirect_uris": "http://127.0.0.1/cb"}), &offered())
-            .unwrap_err();
+        let e = check_metadata(
+            &json!({"redirect_uris": "http://127.0.0.1/cb"}),
+            &offered(),
+            PrivateUseSchemes::Refused,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRedirectUri);
         let e = check_metadata(
             &json!({"redirect_uris": ["http://evil.test/cb"]}),
             &offered(),
+            PrivateUseSchemes::Refused,
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRedirectUri);
         let e = check_metadata(
             &json!({"redirect_uris": ["https://a.test/cb"], "client_name": 5}),
             &offered(),
+            PrivateUseSchemes::Refused,
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
         let e = check_metadata(
             &json!({"redirect_uris": ["https://a.test/cb"], "grant_types": ["implicit"]}),
             &offered(),
+            PrivateUseSchemes::Refused,
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
-        let e = check_metadata(&json!([1]), &offered()).unwrap_err();
+        let e = check_metadata(&json!([1]), &offered(), PrivateUseSchemes::Refused).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
-        let e = check_metadata(&json!({}), &offered()).unwrap_err();
+        let e = check_metadata(&json!({}), &offered(), PrivateUseSchemes::Refused).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRedirectUri);
     }
 }

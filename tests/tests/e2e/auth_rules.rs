@@ -74,6 +74,38 @@ async fn registration_accepts_public_and_confidential_clients() {
 }
 
 #[tokio::test]
+async fn private_use_scheme_redirects_only_when_the_operator_allows_them() {
+    let stack = Stack::start_with(StackOptions {
+        auth_args: vec!["--allow-private-use-redirect-schemes".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (status, body) = stack
+        .register_raw(&json!({"redirect_uris": ["com.example.app:/oauth/cb"], "token_endpoint_auth_method": "none"}))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["redirect_uris"], json!(["com.example.app:/oauth/cb"]));
+    // Still never script or file schemes.
+    for uri in [
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "data:text/html,x",
+    ] {
+        let (status, body) = stack
+            .register_raw(&json!({"redirect_uris": [uri]}))
+            .await
+            .unwrap();
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn registration_refuses_bad_metadata_with_exact_errors() {
     let stack = Stack::start().await.unwrap();
     let cases = [
@@ -90,6 +122,15 @@ async fn registration_refuses_bad_metadata_with_exact_errors() {
             "invalid_redirect_uri",
         ),
         (json!({}), "invalid_redirect_uri"),
+        // https or loopback http only, unless the operator opens private-use schemes.
+        (
+            json!({"redirect_uris": ["com.example.app:/oauth/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["javascript:alert(1)"]}),
+            "invalid_redirect_uri",
+        ),
         (
             json!({"redirect_uris": ["https://a.example/cb"], "client_name": 42}),
             "invalid_client_metadata",
