@@ -178,9 +178,17 @@ async fn show(
 async fn decide(
     State(app): State<AppState>,
     session: Session,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let now = app.clock.now();
+    let Ok(body) = body else {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Form too large",
+            "The consent form sent was too large to read. Go back to the application and start \
+             the sign-in again.",
+        );
+    };
     let params = match std::str::from_utf8(&body)
         .map_err(|_| ())
         .and_then(|t| Params::parse(t).map_err(|_| ()))

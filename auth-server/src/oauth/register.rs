@@ -242,11 +242,15 @@ async fn register(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     if let Err(r) = check_policy(&app, &headers) {
         return r;
     }
+    // Over the server-wide body limit, or unreadable: RFC 7591 JSON, not axum's plain text.
+    let Ok(body) = body else {
+        return metadata_error("registration body is too large or unreadable").into_response();
+    };
     let now = app.clock.now();
     if !app.registration_limiter.allow(peer.ip(), now.0) {
         let mut r =

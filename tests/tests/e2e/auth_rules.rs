@@ -1043,6 +1043,67 @@ async fn bad_input_on_the_token_endpoint_is_rfc6749_json_4xx() {
 }
 
 #[tokio::test]
+async fn bodies_over_the_server_limit_get_oauth_json_or_a_page_never_plain_text() {
+    let stack = Stack::start().await.unwrap();
+    // Just over the 4 MiB limit: the server stops reading there and answers (a client still
+    // sending megabytes more may see the connection close instead; that is its problem).
+    let huge = vec![b'a'; 4 * 1024 * 1024 + 1024];
+    let oauth = [
+        (
+            "/oauth/register",
+            "application/json",
+            "invalid_client_metadata",
+        ),
+        (
+            "/oauth/token",
+            "application/x-www-form-urlencoded",
+            "invalid_request",
+        ),
+        (
+            "/oauth/revoke",
+            "application/x-www-form-urlencoded",
+            "invalid_request",
+        ),
+        (
+            "/introspect",
+            "application/x-www-form-urlencoded",
+            "invalid_request",
+        ),
+    ];
+    for (path, content_type, code) in oauth {
+        let r = stack
+            .http
+            .post(stack.at(path))
+            .header("content-type", content_type)
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(r).await,
+            (StatusCode::BAD_REQUEST, code.to_owned()),
+            "{path}"
+        );
+    }
+    let r = Browser::new()
+        .http
+        .post(stack.at("/oauth/consent"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(r.text().await.unwrap().contains("Form too large"));
+}
+
+#[tokio::test]
 async fn browser_endpoints_answer_bad_input_with_pages() {
     let stack = Stack::start().await.unwrap();
     let b = Browser::new();
