@@ -11,7 +11,7 @@ use url::Url;
 
 /// OAuth 2.1 authorization server for MCP clients, federating TaskManager's login.
 #[derive(Debug, Parser)]
-#[command(name = "auth-server", version, about)]
+#[command(name = "auth-server", version, about, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

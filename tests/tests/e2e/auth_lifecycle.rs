@@ -1011,6 +1011,45 @@ async fn token_exchange_refreshes_a_near_expiry_grant_once_for_concurrent_caller
 }
 
 #[tokio::test]
+async fn token_exchange_during_a_taskmanager_outage_is_temporarily_unavailable() {
+    // TaskManager's tokens are always near expiry, so every exchange must refresh upstream.
+    let stack = stack_with(
+        &["--upstream-timeout-secs", "1"],
+        &["--access-token-ttl", "60"],
+    )
+    .await;
+    let (_, tokens) = login(&stack).await;
+    let access = str_of(&tokens, "access_token");
+    for knobs in [
+        json!({"fail_status": 503}),
+        json!({"fail_status": null, "delay_ms": 2500}),
+    ] {
+        stack.tm_knobs(knobs.clone()).await.unwrap();
+        let started = Instant::now();
+        let r = exchange(&stack, &access).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "bounded: {knobs}"
+        );
+        assert_eq!(
+            r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+            Some("5"),
+            "{knobs}"
+        );
+        assert_error(
+            r,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+        )
+        .await;
+    }
+    // TaskManager back: the same MCP token works, nothing was lost or revoked.
+    stack.tm_knobs(json!({"delay_ms": 0})).await.unwrap();
+    ok_json(exchange(&stack, &access).await).await;
+    assert!(is_active(&stack, &access).await);
+}
+
+#[tokio::test]
 async fn token_exchange_is_for_the_resource_server_only() {
     let stack = Stack::start().await.unwrap();
     let (public, tokens) = login(&stack).await;

@@ -180,3 +180,90 @@ async fn deny_returns_access_denied_with_iss() {
     assert_eq!(redirect.param("state"), Some("st-123"));
     assert_eq!(redirect.param("iss"), Some(stack.issuer().as_str()));
 }
+
+#[tokio::test]
+async fn without_an_id_token_the_user_comes_from_userinfo_or_a_clear_error() {
+    use harness::stack::StackOptions;
+    let stack_with = |extra: &[&str]| {
+        let auth_args: Vec<String> = ["--upstream-scope", "read write"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        Stack::start_with(StackOptions {
+            auth_args,
+            ..Default::default()
+        })
+    };
+    // No `openid`, so no id_token: the configured userinfo endpoint names the user.
+    let stack = stack_with(&["--upstream-userinfo-path", "/api/oauth/userinfo"])
+        .await
+        .unwrap();
+    let client = stack.public_client().await.unwrap();
+    let tokens = stack.tokens(&client).await.unwrap();
+    let introspected = stack
+        .introspect(tokens["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(introspected["sub"], "user-alice");
+    assert_eq!(introspected["username"], "alice");
+
+    // Neither: the login ends at the client with an error that names the setting to fix.
+    let stack = stack_with(&[]).await.unwrap();
+    let client = stack.public_client().await.unwrap();
+    let redirect = stack.authorize(&client, &Pkce::s256()).await.unwrap();
+    assert_eq!(redirect.param("error"), Some("server_error"));
+    let description = redirect.param("error_description").unwrap_or_default();
+    assert!(description.contains("openid"), "{description}");
+    assert!(redirect.param("code").is_none());
+}
+
+#[tokio::test]
+async fn a_configured_vault_key_is_used_and_a_wrong_one_refuses_to_start() {
+    use harness::stack::StackOptions;
+    const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut stack = Stack::start_with(StackOptions {
+        auth_env: vec![("MCP_VAULT_KEY".into(), KEY.into())],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = stack.public_client().await.unwrap();
+    let tokens = stack.tokens(&client).await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert!(
+        !stack.data_dir.path().join("vault.key").exists(),
+        "no key file is generated when the key is configured"
+    );
+    stack.stop_auth().await;
+    // Another key cannot open what the first one sealed: a clear refusal, not a half start.
+    let out = std::process::Command::new(harness::bin_path("auth-server").unwrap())
+        .args(stack.auth_args())
+        .env("MCP_VAULT_KEY", "ff".repeat(32))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot be decrypted with the configured vault key"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(KEY) && !stderr.contains(&"ff".repeat(32)),
+        "{stderr}"
+    );
+    // The right key again: everything issued before is intact.
+    stack.start_auth().await.unwrap();
+    assert_eq!(stack.introspect(&access).await.unwrap()["active"], true);
+    let refreshed = stack
+        .token(
+            &client,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+}
