@@ -641,6 +641,56 @@ async fn auth_server_outage_is_503_never_401_and_recovers_without_restart() {
     assert!(recovered);
 }
 
+/// A stand-in authorization server whose introspection endpoint misbehaves as `mode` says.
+async fn broken_auth_server(mode: &'static str) -> String {
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/introspect",
+        post(move || async move {
+            match mode {
+                "502" => (reqwest::StatusCode::BAD_GATEWAY, "bad gateway").into_response(),
+                "hang" => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "too late".into_response()
+                }
+                _ => ([("content-type", "text/html")], "<html>login</html>").into_response(),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_auth_server_answering_5xx_hanging_or_garbage_is_503_never_401() {
+    for mode in ["502", "hang", "garbage"] {
+        let auth = broken_auth_server(mode).await;
+        let rs = Rs::start_against(&auth, &["--auth-timeout-ms", "500"]).await;
+        let started = Instant::now();
+        let r = rs
+            .post(&initialize())
+            .bearer_auth("some-opaque-token")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{mode}: bounded"
+        );
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{mode}");
+        assert_eq!(header(&r, RETRY_AFTER).as_deref(), Some("5"), "{mode}");
+        assert!(
+            header(&r, WWW_AUTHENTICATE).is_none(),
+            "{mode}: no login loop"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_real_token_drives_every_tool_against_taskmanager() {
     let stack = Stack::start().await.unwrap();
