@@ -7,7 +7,7 @@
 //
 //   node browser-login.mjs --url AUTHORIZATION_URL [--username alice] [--password password]
 //        [--deny] [--expect-redirect-prefix URL] [--screenshot-dir DIR]
-//        [--screenshot KIND=FILE.png]... [--timeout-ms 60000] [--bypass-csp]
+//        [--screenshot KIND=FILE.png]... [--timeout-ms 60000] [--bypass-csp] [--deliver]
 //
 //   The authorization URL may also be given as the first positional argument. Without
 //   --expect-redirect-prefix, the `redirect_uri` query parameter of the authorization URL is
@@ -28,8 +28,11 @@
 //   tm-consent  TaskManager's consent page: `button[value=approve]` / `button[name=decision]`
 //   op-login    oidc-provider's development login page: inputs `login`, `password`
 //   op-consent  oidc-provider's development consent page: hidden `prompt=consent`, "Continue"
-// The flow ends when the browser is sent to a URL starting with the expected prefix. That
-// request is intercepted and never reaches the network, so nothing needs to listen there.
+// The flow ends when the browser is sent to a URL starting with the expected prefix. By
+// default that request is intercepted and never reaches the network, so nothing needs to listen
+// there. With --deliver (module: `deliver: true`) it goes through to the client's real loopback
+// listener, as in a person's browser, and the listener must answer 2xx; the result then also
+// carries `delivered: <status>`.
 // Requests to anything but loopback hosts are aborted (this machine has no other network).
 //
 // Environment: E2E_CHROMIUM (default /usr/bin/chromium).
@@ -91,6 +94,7 @@ export async function browserLogin({
   screenshots = {}, // kind -> file path
   timeoutMs = 60_000,
   bypassCsp = false, // diagnosis only: hides Content-Security-Policy bugs of the pages
+  deliver = false, // let the final redirect reach the client's loopback listener
   log = (msg) => process.stderr.write(`[browser-login] ${msg}\n`),
 } = {}) {
   if (!url) throw new LoginError('no authorization URL given');
@@ -139,7 +143,11 @@ export async function browserLogin({
       const u = req.url();
       if (u.startsWith(prefix)) {
         finish(u);
-        await route.fulfill({ status: 200, contentType: 'text/plain', body: 'redirect captured by browser-login' }).catch(() => {});
+        if (deliver) {
+          await route.continue().catch(() => {});
+        } else {
+          await route.fulfill({ status: 200, contentType: 'text/plain', body: 'redirect captured by browser-login' }).catch(() => {});
+        }
         return;
       }
       let host;
@@ -150,6 +158,13 @@ export async function browserLogin({
       }
       await route.continue().catch(() => {});
     });
+
+    // With `deliver`, the listener's answer to the redirect (undefined if the request fails).
+    let resolveDelivered;
+    const delivered = new Promise((resolve) => { resolveDelivered = resolve; });
+    const isCallback = (req) => req.url().startsWith(prefix) && req.frame() === page.mainFrame();
+    page.on('response', (r) => { if (isCallback(r.request())) resolveDelivered(r); });
+    page.on('requestfailed', (req) => { if (isCallback(req)) resolveDelivered(undefined); });
 
     let navCount = 0;
     page.on('framenavigated', (f) => { if (f === page.mainFrame()) navCount += 1; });
@@ -278,6 +293,17 @@ export async function browserLogin({
     await Promise.race([flow, timeout, done]);
     flow.catch(() => {}); // finished via `done`; later errors of the page do not matter
     log(`redirected to ${finalUrl}`);
+    if (deliver) {
+      const response = await Promise.race([
+        delivered,
+        new Promise((resolve) => { setTimeout(() => resolve(undefined), Math.min(15_000, Math.max(1_000, remaining()))); }),
+      ]);
+      if (!response || response.status() < 200 || response.status() > 299) {
+        throw new LoginError(`the client's loopback listener at ${prefix} did not answer the redirect (${response ? `HTTP ${response.status()}` : 'no answer'})`);
+      }
+      log(`delivered to the client's listener: HTTP ${response.status()}`);
+      return { url: finalUrl, pages, screenshots: saved, delivered: response.status() };
+    }
     return { url: finalUrl, pages, screenshots: saved };
   } catch (err) {
     let shot;
@@ -325,8 +351,9 @@ function parseArgs(argv) {
       }
       case '--timeout-ms': opts.timeoutMs = Number(value()); break;
       case '--bypass-csp': opts.bypassCsp = true; break;
+      case '--deliver': opts.deliver = true; break;
       case '--help': case '-h':
-        process.stdout.write('usage: browser-login.mjs --url URL [--username U] [--password P] [--deny] [--expect-redirect-prefix URL] [--screenshot-dir DIR] [--screenshot KIND=FILE] [--timeout-ms N]\n');
+        process.stdout.write('usage: browser-login.mjs --url URL [--username U] [--password P] [--deny] [--expect-redirect-prefix URL] [--screenshot-dir DIR] [--screenshot KIND=FILE] [--timeout-ms N] [--bypass-csp] [--deliver]\n');
         process.exit(0);
         break;
       default:

@@ -178,6 +178,7 @@ class TestOAuthProvider {
     log(`authorization URL ${authorizationUrl.href}`);
     const result = await this._login(authorizationUrl.href);
     this.pages = result.pages;
+    this.callbackReceived = Boolean(result.callbackReceived);
     const back = new URL(result.url);
     this.lastRedirect = back.href;
     const err = back.searchParams.get('error');
@@ -233,25 +234,50 @@ async function main() {
     process.exit(1);
   }, o.timeoutMs);
 
-  // A real loopback redirect URI (RFC 8252 §7.3). browser-login intercepts the redirect before
-  // it reaches this listener; it only answers in case something else gets there.
-  const callbackServer = createServer((_req, res) => { res.end('You can close this window.'); });
+  // A real loopback redirect URI (RFC 8252 §7.3): the browser is sent here at the end of the
+  // login, and the code is read from what this listener receives, as a desktop client does.
+  const callbacks = [];
+  let callbackArrived;
+  const callbackServer = createServer((req, res) => {
+    const u = new URL(req.url, `http://${req.headers.host}`);
+    if (u.pathname !== '/callback') {
+      res.writeHead(404).end();
+      return;
+    }
+    callbacks.push(u.href);
+    callbackArrived?.(u.href);
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<!doctype html><title>Signed in</title><p>Signed in. You can close this window.</p>');
+  });
   await new Promise((r) => callbackServer.listen(0, '127.0.0.1', r));
   const redirectUrl = `http://127.0.0.1:${callbackServer.address().port}/callback`;
+  // The next request at the listener (bounded).
+  const nextCallback = (ms) => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`nothing arrived at ${redirectUrl} within ${ms} ms`)), ms);
+    callbackArrived = (href) => { clearTimeout(timer); callbackArrived = undefined; resolve(href); };
+  });
 
   const provider = new TestOAuthProvider({
     redirectUrl,
     clientType: o.clientType,
-    login: (url) => browserLogin({
-      url,
-      username: o.username,
-      password: o.password,
-      expectRedirectPrefix: redirectUrl,
-      screenshotDir: o.screenshotDir,
-      timeoutMs: Math.min(60_000, o.timeoutMs),
-      bypassCsp: o.bypassCsp,
-      log: (m) => process.stderr.write(`[browser-login] ${m}\n`),
-    }),
+    login: async (url) => {
+      const arrival = nextCallback(Math.min(90_000, o.timeoutMs));
+      const result = await browserLogin({
+        url,
+        username: o.username,
+        password: o.password,
+        expectRedirectPrefix: redirectUrl,
+        screenshotDir: o.screenshotDir,
+        timeoutMs: Math.min(60_000, o.timeoutMs),
+        bypassCsp: o.bypassCsp,
+        deliver: true,
+        log: (m) => process.stderr.write(`[browser-login] ${m}\n`),
+      });
+      // What the listener received is authoritative; the browser's view must agree with it.
+      const received = await arrival;
+      if (received !== result.url) throw new Error(`the listener received ${received}, the browser went to ${result.url}`);
+      return { ...result, url: received, callbackReceived: true };
+    },
   });
 
   const step = async (name, fn) => {
@@ -295,6 +321,7 @@ async function main() {
         has_client_secret: Boolean(info?.client_secret),
         pages: provider.pages,
         redirect_has_iss: new URL(provider.lastRedirect).searchParams.has('iss'),
+        callback_received: provider.callbackReceived,
         authorize: authorizeParams(provider.authorizationUrl),
         token_type: tokens.token_type,
         scope: tokens.scope ?? null,

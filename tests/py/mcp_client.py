@@ -35,7 +35,6 @@ import base64
 import json
 import os
 import secrets
-import socket
 import sys
 import time
 import traceback
@@ -76,18 +75,71 @@ class MemoryStorage(TokenStorage):
         self.client_info = client_info
 
 
+class CallbackListener:
+    """The client's loopback redirect URI (RFC 8252 §7.3): a small HTTP listener on 127.0.0.1
+    that records each request to /callback and answers the browser with a plain page."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+        self.arrivals: asyncio.Queue[str] = asyncio.Queue()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}/callback"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
+            if urlparse(target).path == "/callback":
+                await self.arrivals.put(f"http://127.0.0.1:{self.port}{target}")
+                body, status = b"<!doctype html><title>Signed in</title><p>Signed in. You can close this window.</p>", "200 OK"
+            else:
+                body, status = b"not found", "404 Not Found"
+            writer.write(
+                f"HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    async def next_arrival(self, timeout: float) -> str:
+        return await asyncio.wait_for(self.arrivals.get(), timeout=timeout)
+
+    async def close(self) -> None:
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+
+
 class BrowserLogin:
-    """Redirect and callback handlers: the 'browser' is browser-login.mjs in headless Chromium."""
+    """Redirect and callback handlers: the 'browser' is browser-login.mjs in headless Chromium,
+    which delivers the final redirect to the real loopback listener."""
 
     def __init__(
-        self, redirect_uri: str, username: str, password: str, screenshot_dir: str | None, bypass_csp: bool = False
+        self,
+        listener: CallbackListener,
+        username: str,
+        password: str,
+        screenshot_dir: str | None,
+        bypass_csp: bool = False,
     ) -> None:
-        self.redirect_uri = redirect_uri
+        self.listener = listener
+        self.redirect_uri = listener.redirect_uri
         self.bypass_csp = bypass_csp
         self.username = username
         self.password = password
         self.screenshot_dir = screenshot_dir
         self.final_url: str | None = None
+        self.callback_received = False
         self.pages: list[str] = []
         self.logins = 0
         self.authorization_url: str | None = None
@@ -111,6 +163,7 @@ class BrowserLogin:
             self.redirect_uri,
             "--timeout-ms",
             "60000",
+            "--deliver",
         ]
         if self.screenshot_dir:
             cmd += ["--screenshot-dir", self.screenshot_dir]
@@ -128,7 +181,12 @@ class BrowserLogin:
         if proc.returncode != 0:
             raise RuntimeError(f"browser-login.mjs failed with exit code {proc.returncode}")
         result = json.loads(out.decode().strip().splitlines()[-1])
-        self.final_url = result["url"]
+        # What the listener received is authoritative; the browser's view must agree with it.
+        received = await self.listener.next_arrival(timeout=10)
+        if received != result["url"]:
+            raise RuntimeError(f"the listener received {received}, the browser went to {result['url']}")
+        self.final_url = received
+        self.callback_received = True
         self.pages = result.get("pages", [])
 
     async def callback_handler(self) -> AuthorizationCodeResult:
@@ -174,10 +232,6 @@ def client_auth(info: OAuthClientInformationFull, data: dict[str, str], headers:
         data["client_id"] = info.client_id or ""
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def authorize_params(url: str) -> dict[str, Any]:
@@ -220,8 +274,17 @@ def describe(e: BaseException) -> str:
 
 async def flow(o: argparse.Namespace, summary: dict[str, Any]) -> None:
     steps = Steps(summary)
-    redirect_uri = f"http://127.0.0.1:{free_loopback_port()}/callback"
-    browser = BrowserLogin(redirect_uri, o.username, o.password, o.screenshot_dir, o.bypass_csp)
+    listener = CallbackListener()
+    await listener.start()
+    try:
+        await flow_with_listener(o, steps, listener)
+    finally:
+        await listener.close()
+
+
+async def flow_with_listener(o: argparse.Namespace, steps: Steps, listener: CallbackListener) -> None:
+    redirect_uri = listener.redirect_uri
+    browser = BrowserLogin(listener, o.username, o.password, o.screenshot_dir, o.bypass_csp)
     storage = MemoryStorage()
     metadata = OAuthClientMetadata(
         client_name=f"MCP SDK e2e (python, {o.client_type})",
@@ -263,6 +326,7 @@ async def flow(o: argparse.Namespace, summary: dict[str, Any]) -> None:
                     "has_client_secret": bool(info and info.client_secret),
                     "pages": browser.pages,
                     "redirect_has_iss": "iss" in parse_qs(urlparse(browser.final_url or "").query),
+                    "callback_received": browser.callback_received,
                     "authorize": authorize_params(browser.authorization_url or ""),
                     "token_type": tokens.token_type,
                     "scope": tokens.scope,

@@ -2,7 +2,7 @@
 //! `tests/js/mcp-client.mjs`) and Python (`mcp` from PyPI, driver `tests/py/mcp_client.py`),
 //! each starting from nothing but the resource server's URL: 401 → RFC 9728 → RFC 8414 →
 //! registration → authorization with PKCE and `resource` → consent and TaskManager's login in
-//! chromium → code at a loopback callback → tokens → initialize, tools/list, tools/call →
+//! chromium → code delivered to the client's own loopback listener → tokens → initialize, tools/list, tools/call →
 //! refresh on a 401 without a browser → revocation, after which the resource server refuses.
 //! Each as a public client (`none`) and as a confidential one (`client_secret_basic`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -158,6 +158,10 @@ async fn flow_with(sdk: &str, client_type: &str, extra: &[&str]) -> Value {
     );
     assert_eq!(login["has_client_secret"], secret, "{who}: {login}");
     assert_eq!(login["redirect_has_iss"], true, "{who}: RFC 9207");
+    assert_eq!(
+        login["callback_received"], true,
+        "{who}: the code reached the client's own loopback listener"
+    );
     assert_eq!(login["has_refresh_token"], true, "{who}: {login}");
     let authorize = &login["authorize"];
     assert_eq!(
