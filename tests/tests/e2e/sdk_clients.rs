@@ -2,8 +2,10 @@
 //! `tests/js/mcp-client.mjs`) and Python (`mcp` from PyPI, driver `tests/py/mcp_client.py`),
 //! each starting from nothing but the resource server's URL: 401 → RFC 9728 → RFC 8414 →
 //! registration → authorization with PKCE and `resource` → consent and TaskManager's login in
-//! chromium → code delivered to the client's own loopback listener → tokens → initialize, tools/list, tools/call →
-//! refresh on a 401 without a browser → revocation, after which the resource server refuses.
+//! chromium → code delivered to the client's own loopback listener → tokens → initialize,
+//! tools/list, tools/call → a forced refresh without a browser → revocation, after which the
+//! resource server refuses. (The TS SDK refreshes on a 401; the Python SDK starts a new login
+//! on a 401, so its driver marks the token expired, and the SDK refreshes before the call.)
 //! Each as a public client (`none`) and as a confidential one (`client_secret_basic`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
