@@ -209,7 +209,11 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let store = open_store(&args)?;
     let vault = open_vault(&args)?;
     let state = build_state(settings, store.clone(), vault).await?;
-    store::sweep::spawn(store, Duration::from_secs(args.sweep_interval_secs.max(1)));
+    store::sweep::spawn(
+        store,
+        Duration::from_secs(args.sweep_interval_secs.max(1)),
+        state.metrics.clone(),
+    );
     if state.settings.cimd_allow_loopback_http {
         tracing::warn!(target: "security", "INSECURE, FOR TESTS ONLY: --cimd-insecure-allow-loopback-http lets client metadata documents be fetched over plain http from 127.0.0.1; never use it in production");
     }

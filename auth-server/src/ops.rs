@@ -27,6 +27,8 @@ pub struct Metrics {
     pub upstream_refreshes: AtomicU64,
     pub upstream_failures: AtomicU64,
     pub oauth_errors: AtomicU64,
+    /// Expired records the sweeper deleted.
+    pub swept_records: AtomicU64,
 }
 
 impl Metrics {
@@ -36,7 +38,7 @@ impl Metrics {
     }
 
     fn render(&self) -> String {
-        let rows: [(&str, &AtomicU64); 13] = [
+        let rows: [(&str, &AtomicU64); 14] = [
             ("registrations_total", &self.registrations),
             ("authorization_requests_total", &self.authorizations),
             ("logins_completed_total", &self.logins_completed),
@@ -50,6 +52,7 @@ impl Metrics {
             ("upstream_refreshes_total", &self.upstream_refreshes),
             ("upstream_failures_total", &self.upstream_failures),
             ("oauth_errors_total", &self.oauth_errors),
+            ("swept_records_total", &self.swept_records),
         ];
         rows.iter()
             .map(|(name, v)| {

@@ -4,7 +4,7 @@
 //! input on the three token endpoints. Exact `error` codes and statuses throughout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use harness::stack::{Client, RS_CLIENT_ID, RS_CLIENT_SECRET, Stack, StackOptions};
+use harness::stack::{Client, Pkce, RS_CLIENT_ID, RS_CLIENT_SECRET, Stack, StackOptions};
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -1451,6 +1451,53 @@ async fn a_bad_pinned_key_stops_startup_with_a_reason_and_no_key_material() {
             "{stderr}"
         );
     }
+}
+
+/// A counter from the auth server's Prometheus text at `/metrics`.
+async fn metric(stack: &Stack, name: &str) -> u64 {
+    let text = stack
+        .http
+        .get(stack.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test]
+async fn the_sweeper_deletes_expired_records_and_never_live_ones() {
+    let stack = stack_with(&["--sweep-interval-secs", "1", "--code-ttl", "2"], &[]).await;
+    let (client, tokens) = login(&stack).await;
+    // Codes that are never redeemed (each login also leaves its pending request and state).
+    let mut unused = Vec::new();
+    for _ in 0..3 {
+        let pkce = Pkce::s256();
+        let redirect = stack.authorize(&client, &pkce).await.unwrap();
+        unused.push((redirect.code().to_owned(), pkce));
+    }
+    let started = Instant::now();
+    while metric(&stack, "mcp_auth_swept_records_total").await < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "nothing swept in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (code, pkce) = &unused[0];
+    assert_error(
+        stack.redeem(&client, code, pkce).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    // The live login survived every sweep.
+    assert!(is_active(&stack, &str_of(&tokens, "access_token")).await);
+    refresh_ok(&stack, &client, &str_of(&tokens, "refresh_token")).await;
 }
 
 #[tokio::test]
