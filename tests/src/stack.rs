@@ -40,6 +40,14 @@ pub struct StackOptions {
     pub resource_server: bool,
 }
 
+/// A counter from the Prometheus text at `metrics_url`, if it is there.
+pub async fn metric(http: &reqwest::Client, metrics_url: &str, name: &str) -> Result<Option<u64>> {
+    let text = http.get(metrics_url).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()))
+}
+
 /// The running stack.
 pub struct Stack {
     pub tm: Server,

@@ -1455,18 +1455,10 @@ async fn a_bad_pinned_key_stops_startup_with_a_reason_and_no_key_material() {
 
 /// A counter from the auth server's Prometheus text at `/metrics`.
 async fn metric(stack: &Stack, name: &str) -> u64 {
-    let text = stack
-        .http
-        .get(stack.at("/metrics"))
-        .send()
+    harness::stack::metric(&stack.http, &stack.at("/metrics"), name)
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .unwrap_or_else(|| panic!("no {name} at /metrics"))
 }
 
 #[tokio::test]

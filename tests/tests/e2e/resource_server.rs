@@ -135,18 +135,9 @@ impl Rs {
     }
 
     async fn metric(&self, name: &str) -> u64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
+        harness::stack::metric(&self.http, &self.url("/metrics"), name)
             .await
             .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .map(|v| v.trim().parse().unwrap())
             .unwrap_or(0)
     }
 }
