@@ -248,25 +248,15 @@ pub fn client_record(
     now: UnixTime,
     unused_ttl: Duration,
 ) -> ClientRecord {
-    ClientRecord {
+    meta.into_record(super::register::RecordKeeping {
         client_id: client_id.to_owned(),
         secret_hash: None,
-        client_name: meta.client_name,
-        redirect_uris: meta.redirect_uris,
-        grant_types: meta.grant_types,
-        response_types: meta.response_types,
-        token_endpoint_auth_method: meta.token_endpoint_auth_method,
-        scope: meta.scope,
-        client_uri: meta.client_uri,
-        logo_uri: meta.logo_uri,
-        software_id: meta.software_id,
-        software_version: meta.software_version,
         // Never equal to a registration's fingerprint, so DCR can never hand out this record.
         fingerprint: format!("cimd:{}", TokenHash::of(client_id).as_str()),
         created_at: earlier.map_or(now, |c| c.created_at),
         first_used_at: earlier.and_then(|c| c.first_used_at),
         unused_expires_at: now.plus(unused_ttl),
-    }
+    })
 }
 
 /// Resolved documents by URL, each until its cache lifetime ends. Per replica; bounded.

@@ -71,6 +71,62 @@ pub struct AcceptedMetadata {
     pub software_version: Option<String>,
 }
 
+/// What a stored client holds besides its metadata: identity, secret and bookkeeping.
+pub struct RecordKeeping {
+    pub client_id: String,
+    pub secret_hash: Option<TokenHash>,
+    pub fingerprint: String,
+    pub created_at: UnixTime,
+    pub first_used_at: Option<UnixTime>,
+    pub unused_expires_at: UnixTime,
+}
+
+impl AcceptedMetadata {
+    /// The stored client these metadata describe (registration and metadata documents alike).
+    pub fn into_record(self, k: RecordKeeping) -> ClientRecord {
+        ClientRecord {
+            client_id: k.client_id,
+            secret_hash: k.secret_hash,
+            client_name: self.client_name,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            response_types: self.response_types,
+            token_endpoint_auth_method: self.token_endpoint_auth_method,
+            scope: self.scope,
+            client_uri: self.client_uri,
+            logo_uri: self.logo_uri,
+            software_id: self.software_id,
+            software_version: self.software_version,
+            fingerprint: k.fingerprint,
+            created_at: k.created_at,
+            first_used_at: k.first_used_at,
+            unused_expires_at: k.unused_expires_at,
+        }
+    }
+}
+
+impl RegisterResponse {
+    /// The answer for a registered `record`; `client_secret` is shown this once.
+    fn new(record: &ClientRecord, client_secret: Option<String>) -> Self {
+        Self {
+            client_id: record.client_id.clone(),
+            client_secret_expires_at: client_secret.is_some().then_some(0),
+            client_secret,
+            client_id_issued_at: record.created_at.0,
+            client_name: record.client_name.clone(),
+            redirect_uris: record.redirect_uris.clone(),
+            grant_types: record.grant_types.clone(),
+            response_types: record.response_types.clone(),
+            token_endpoint_auth_method: record.token_endpoint_auth_method.clone(),
+            scope: record.scope.clone(),
+            client_uri: record.client_uri.clone(),
+            logo_uri: record.logo_uri.clone(),
+            software_id: record.software_id.clone(),
+            software_version: record.software_version.clone(),
+        }
+    }
+}
+
 fn metadata_error(msg: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, msg)
 }
@@ -305,45 +361,20 @@ async fn register_client(
     } else {
         app.store.find_unused_client(&fp).await?
     };
-    let record = ClientRecord {
+    let record = meta.into_record(RecordKeeping {
         client_id: existing
             .as_ref()
             .map_or_else(|| random_token(16), |c| c.client_id.clone()),
         secret_hash: secret.as_deref().map(TokenHash::of),
-        client_name: meta.client_name.clone(),
-        redirect_uris: meta.redirect_uris.clone(),
-        grant_types: meta.grant_types.clone(),
-        response_types: meta.response_types.clone(),
-        token_endpoint_auth_method: meta.token_endpoint_auth_method.clone(),
-        scope: meta.scope.clone(),
-        client_uri: meta.client_uri.clone(),
-        logo_uri: meta.logo_uri.clone(),
-        software_id: meta.software_id.clone(),
-        software_version: meta.software_version.clone(),
         fingerprint: fp,
         created_at: existing.as_ref().map_or(now, |c| c.created_at),
         first_used_at: None,
         unused_expires_at: now.plus(app.settings.unused_client_ttl),
-    };
+    });
     app.store.put_client(&record).await?;
     Metrics::inc(&app.metrics.registrations);
     tracing::info!(target: "security", client_id = %record.client_id, reused = existing.is_some(), "client registered");
-    Ok(RegisterResponse {
-        client_id: record.client_id,
-        client_secret: secret,
-        client_id_issued_at: record.created_at.0,
-        client_secret_expires_at: confidential.then_some(0),
-        client_name: meta.client_name,
-        redirect_uris: meta.redirect_uris,
-        grant_types: meta.grant_types,
-        response_types: meta.response_types,
-        token_endpoint_auth_method: meta.token_endpoint_auth_method,
-        scope: meta.scope,
-        client_uri: meta.client_uri,
-        logo_uri: meta.logo_uri,
-        software_id: meta.software_id,
-        software_version: meta.software_version,
-    })
+    Ok(RegisterResponse::new(&record, secret))
 }
 
 #[cfg(test)]
