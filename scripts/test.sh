@@ -98,14 +98,19 @@ if [ ! -x "$E2E_CHROMIUM" ]; then
 fi
 run 60 "$E2E_CHROMIUM" --version
 
+# npm_ci DIR: installs DIR's node packages from its lockfile unless they are already current.
+npm_ci() {
+  local dir=$1 stamp="$1/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ] || [ "$dir/package.json" -nt "$stamp" ]; then
+    (cd "$dir" && run 900 npm ci --no-audit --no-fund)
+  else
+    echo "node_modules is up to date"
+  fi
+}
+
 section "tests/js: npm ci"
 JS="$ROOT/tests/js"
-if [ ! -f "$JS/node_modules/.package-lock.json" ] || [ "$JS/package-lock.json" -nt "$JS/node_modules/.package-lock.json" ] \
-  || [ "$JS/package.json" -nt "$JS/node_modules/.package-lock.json" ]; then
-  (cd "$JS" && run 900 npm ci --no-audit --no-fund)
-else
-  echo "node_modules is up to date"
-fi
+npm_ci "$JS"
 
 section "tests/py: virtualenv"
 PY="$ROOT/tests/py"
@@ -141,12 +146,7 @@ run 1200 cargo build --workspace --bins --all-targets
 
 section "tests/conformance: MCP conformance suite (server + authorization-server scenarios)"
 CONF="$ROOT/tests/conformance"
-if [ ! -f "$CONF/node_modules/.package-lock.json" ] || [ "$CONF/package-lock.json" -nt "$CONF/node_modules/.package-lock.json" ] \
-  || [ "$CONF/package.json" -nt "$CONF/node_modules/.package-lock.json" ]; then
-  (cd "$CONF" && run 900 npm ci --no-audit --no-fund)
-else
-  echo "node_modules is up to date"
-fi
+npm_ci "$CONF"
 run 720 "$E2E_NODE" "$CONF/run.mjs"
 
 section "cargo test"

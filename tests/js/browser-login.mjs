@@ -42,6 +42,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { forEachFlag } from './cli.mjs';
 
 /** The flags NOTES.md prescribes: without the background-networking ones Chromium keeps trying
  * to reach outside hosts this network refuses. Playwright itself adds --headless and a fresh
@@ -327,14 +328,7 @@ export async function browserLogin({
 
 function parseArgs(argv) {
   const opts = { screenshots: {} };
-  const need = (i) => {
-    if (i + 1 >= argv.length) throw new LoginError(`${argv[i]} needs a value`);
-    return argv[i + 1];
-  };
-  for (let i = 0; i < argv.length; i += 1) {
-    const a = argv[i];
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = () => (inline !== undefined ? inline : need(i++));
+  forEachFlag(argv, (flag, value, a) => {
     switch (flag) {
       case '--url': opts.url = value(); break;
       case '--username': opts.username = value(); break;
@@ -360,7 +354,7 @@ function parseArgs(argv) {
         if (!a.startsWith('--') && !opts.url) opts.url = a;
         else throw new LoginError(`unknown argument ${a}`);
     }
-  }
+  }, (m) => new LoginError(m));
   return opts;
 }
 

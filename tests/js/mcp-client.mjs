@@ -39,6 +39,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { browserLogin } from './browser-login.mjs';
+import { forEachFlag } from './cli.mjs';
 
 // What the SDK put in its authorization request (RFC 7636 PKCE, RFC 8707 resource).
 function authorizeParams(href) {
@@ -67,16 +68,7 @@ function parseArgs(argv) {
     bypassCsp: false,
     toolArgs: {},
   };
-  for (let i = 0; i < argv.length; i += 1) {
-    const a = argv[i];
-    const eq = a.indexOf('=');
-    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
-    const value = () => {
-      if (a.startsWith('--') && eq > 0) return a.slice(eq + 1);
-      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
-      i += 1;
-      return argv[i];
-    };
+  forEachFlag(argv, (flag, value, a) => {
     switch (flag) {
       case '--server-url': o.serverUrl = value(); break;
       case '--client-type': o.clientType = value(); break;
@@ -99,7 +91,7 @@ function parseArgs(argv) {
         if (!a.startsWith('--') && !o.serverUrl) o.serverUrl = a;
         else throw new Error(`unknown argument ${a}`);
     }
-  }
+  });
   if (!o.serverUrl) throw new Error('--server-url is required');
   if (!['public', 'confidential'].includes(o.clientType)) throw new Error('--client-type must be public or confidential');
   return o;

@@ -48,6 +48,7 @@
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
+import { forEachFlag } from './cli.mjs';
 
 function parseArgs(argv) {
   const env = process.env;
@@ -63,16 +64,7 @@ function parseArgs(argv) {
     users: (env.OIDC_OP_USERS ?? 'alice').split(',').filter(Boolean),
   };
   let cliRedirects = [];
-  for (let i = 0; i < argv.length; i += 1) {
-    const a = argv[i];
-    const eq = a.indexOf('=');
-    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
-    const value = () => {
-      if (a.startsWith('--') && eq > 0) return a.slice(eq + 1);
-      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
-      i += 1;
-      return argv[i];
-    };
+  forEachFlag(argv, (flag, value, a) => {
     switch (flag) {
       case '--port': o.port = Number(value()); break;
       case '--host': o.host = value(); break;
@@ -90,7 +82,7 @@ function parseArgs(argv) {
         break;
       default: throw new Error(`unknown argument ${a}`);
     }
-  }
+  });
   if (cliRedirects.length) o.redirectUris = cliRedirects;
   if (!o.redirectUris.length) o.redirectUris = ['http://127.0.0.1:9000/oauth/callback'];
   if (!['client_secret_basic', 'client_secret_post'].includes(o.authMethod)) {

@@ -5,6 +5,7 @@
 //! listener is bound the process prints exactly one line `listening on http://ADDR` to stdout.
 
 pub mod browser;
+pub mod jwt;
 pub mod mock_taskmanager;
 pub mod spawn;
 pub mod stack;

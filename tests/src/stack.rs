@@ -48,6 +48,27 @@ pub async fn metric(http: &reqwest::Client, metrics_url: &str, name: &str) -> Re
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()))
 }
 
+/// An authorization request (code flow, PKCE S256) for `client` at the auth server `issuer`,
+/// with `extra` parameters (`state`, `resource`, ...).
+pub fn authorize_url(
+    issuer: &str,
+    client: &Client,
+    pkce: &Pkce,
+    extra: &[(&str, &str)],
+) -> Result<Url> {
+    let mut url = Url::parse(&format!("{issuer}/oauth/authorize"))?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client.client_id)
+        .append_pair("redirect_uri", &client.redirect_uri)
+        .append_pair("code_challenge", &pkce.challenge)
+        .append_pair("code_challenge_method", "S256");
+    for (k, v) in extra {
+        url.query_pairs_mut().append_pair(k, v);
+    }
+    Ok(url)
+}
+
 /// The running stack.
 pub struct Stack {
     pub tm: Server,
@@ -270,26 +291,32 @@ impl Stack {
         };
         stack.start_auth().await?;
         if stack.options.resource_server {
-            let args: Vec<String> = [
-                "--port",
-                &rs_port.to_string(),
-                "--auth-server",
-                &stack.issuer(),
-                "--resource",
-                &stack.resource,
-                "--rs-client-id",
-                RS_CLIENT_ID,
-                "--rs-client-secret",
-                RS_CLIENT_SECRET,
-                "--taskmanager-url",
-                &stack.tm.url,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            let args = stack.rs_args(rs_port, &stack.resource);
             stack.rs = Some(Server::start("resource-server", &args, &[]).await?);
         }
         Ok(stack)
+    }
+
+    /// A resource server's command line for this stack: its auth server, TaskManager and the
+    /// resource server's credentials, listening on `port` (0: any) as `resource`.
+    pub fn rs_args(&self, port: u16, resource: &str) -> Vec<String> {
+        [
+            "--port",
+            &port.to_string(),
+            "--auth-server",
+            &self.issuer(),
+            "--resource",
+            resource,
+            "--rs-client-id",
+            RS_CLIENT_ID,
+            "--rs-client-secret",
+            RS_CLIENT_SECRET,
+            "--taskmanager-url",
+            &self.tm.url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     /// The auth server's command line.
@@ -394,18 +421,9 @@ impl Stack {
         pkce: &Pkce,
         extra: &[(&str, &str)],
     ) -> Result<Url> {
-        let mut url = Url::parse(&self.at("/oauth/authorize"))?;
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &client.client_id)
-            .append_pair("redirect_uri", &client.redirect_uri)
-            .append_pair("code_challenge", &pkce.challenge)
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("state", "st-123");
-        for (k, v) in extra {
-            url.query_pairs_mut().append_pair(k, v);
-        }
-        Ok(url)
+        let mut params = vec![("state", "st-123")];
+        params.extend_from_slice(extra);
+        authorize_url(&self.issuer(), client, pkce, &params)
     }
 
     /// A full login as alice through a fresh browser; returns the redirect to the client.
@@ -526,13 +544,17 @@ impl Stack {
 
     /// The mock TaskManager's counters.
     pub async fn tm_stats(&self) -> Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}/__stats", self.tm.url))
-            .send()
-            .await?
-            .json()
-            .await?)
+        self.get_json(&format!("{}/__stats", self.tm.url)).await
+    }
+
+    /// `GET url` (or an auth-server path such as `/.well-known/jwks.json`), as JSON.
+    pub async fn get_json(&self, url_or_path: &str) -> Result<Value> {
+        let url = if url_or_path.starts_with('/') {
+            self.at(url_or_path)
+        } else {
+            url_or_path.to_owned()
+        };
+        Ok(self.http.get(url).send().await?.json().await?)
     }
 }
 

@@ -466,63 +466,36 @@ pub async fn first_key_once_and_rotation(store: Arc<dyn Store>) {
     assert!(keys[0].retired_at.is_some());
 }
 
-/// Runs every contract function against a backend built by `make`.
+/// Runs every contract function against a backend built by `make`: one `#[tokio::test]` per
+/// function, of the same name (the concurrency ones on a multi-threaded runtime).
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
-        #[tokio::test]
-        async fn code_redeems_once() {
-            $crate::store::contract::code_redeems_once($make).await
-        }
-        #[tokio::test]
-        async fn expired_code_is_unknown() {
-            $crate::store::contract::expired_code_is_unknown($make).await
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn concurrent_redemptions_have_one_winner() {
-            $crate::store::contract::concurrent_redemptions_have_one_winner($make).await
-        }
-        #[tokio::test]
-        async fn pending_and_state_are_single_use() {
-            $crate::store::contract::pending_and_state_are_single_use($make).await
-        }
-        #[tokio::test]
-        async fn refresh_rotation_grace_and_reuse() {
-            $crate::store::contract::refresh_rotation_grace_and_reuse($make).await
-        }
-        #[tokio::test]
-        async fn grace_ends_once_the_successor_rotated() {
-            $crate::store::contract::grace_ends_once_the_successor_rotated($make).await
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn concurrent_rotations_have_one_winner() {
-            $crate::store::contract::concurrent_rotations_have_one_winner($make).await
-        }
-        #[tokio::test]
-        async fn grants_update_by_version_and_lease() {
-            $crate::store::contract::grants_update_by_version_and_lease($make).await
-        }
-        #[tokio::test]
-        async fn revocations_and_sessions() {
-            $crate::store::contract::revocations_and_sessions($make).await
-        }
-        #[tokio::test]
-        async fn clients_never_used_expire_used_ones_stay() {
-            $crate::store::contract::clients_never_used_expire_used_ones_stay($make).await
-        }
-        #[tokio::test]
-        async fn sweep_removes_only_expired() {
-            $crate::store::contract::sweep_removes_only_expired($make).await
-        }
-        #[tokio::test]
-        async fn a_family_revoked_before_it_exists_is_created_revoked() {
-            $crate::store::contract::a_family_revoked_before_it_exists_is_created_revoked($make)
-                .await
-        }
-        #[tokio::test]
-        async fn first_key_once_and_rotation() {
-            $crate::store::contract::first_key_once_and_rotation($make).await
-        }
+        $crate::store_contract_tests!(@tests tokio::test, $make;
+            code_redeems_once,
+            expired_code_is_unknown,
+            pending_and_state_are_single_use,
+            refresh_rotation_grace_and_reuse,
+            grace_ends_once_the_successor_rotated,
+            grants_update_by_version_and_lease,
+            revocations_and_sessions,
+            clients_never_used_expire_used_ones_stay,
+            sweep_removes_only_expired,
+            a_family_revoked_before_it_exists_is_created_revoked,
+            first_key_once_and_rotation,
+        );
+        $crate::store_contract_tests!(@tests tokio::test(flavor = "multi_thread", worker_threads = 4), $make;
+            concurrent_redemptions_have_one_winner,
+            concurrent_rotations_have_one_winner,
+        );
+    };
+    (@tests $attr:meta, $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[$attr]
+            async fn $name() {
+                $crate::store::contract::$name($make).await
+            }
+        )*
     };
 }
 

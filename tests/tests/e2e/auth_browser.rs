@@ -5,7 +5,9 @@
 
 use harness::Server;
 use harness::browser::{RealLogin, js_dir, node, real_login};
-use harness::stack::{Pkce, RS_CLIENT_ID, RS_CLIENT_SECRET, Stack, free_port, redirect_prefix};
+use harness::stack::{
+    Client, Pkce, RS_CLIENT_ID, RS_CLIENT_SECRET, Stack, authorize_url, free_port, redirect_prefix,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -159,14 +161,12 @@ async fn login_through_an_independent_openid_provider() {
         .send().await.unwrap().json().await.unwrap();
     let client_id = reg["client_id"].as_str().unwrap();
     let pkce = Pkce::s256();
-    let mut url = url::Url::parse(&format!("{issuer}/oauth/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", "http://127.0.0.1:47000/cb")
-        .append_pair("state", "op-state")
-        .append_pair("code_challenge", &pkce.challenge)
-        .append_pair("code_challenge_method", "S256");
+    let client = Client {
+        client_id: client_id.to_owned(),
+        client_secret: None,
+        redirect_uri: "http://127.0.0.1:47000/cb".to_owned(),
+    };
+    let url = authorize_url(&issuer, &client, &pkce, &[("state", "op-state")]).unwrap();
     let back = real_login(RealLogin {
         url: &url,
         username: "alice",

@@ -179,13 +179,8 @@ async fn token_error(stack: &Stack, client: &Client) -> (StatusCode, Value) {
 async fn full_login_with_a_metadata_document_url_as_client_id() {
     let docs = DocServer::start().await;
     let stack = stack_allowing_loopback().await;
-    let meta: Value = stack
-        .http
-        .get(stack.at("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let meta = stack
+        .get_json("/.well-known/oauth-authorization-server")
         .await
         .unwrap();
     assert_eq!(meta["client_id_metadata_document_supported"], true);

@@ -67,22 +67,12 @@ fn str_of(v: &Value, key: &str) -> String {
         .to_owned()
 }
 
-fn b64_json(part: &str) -> Value {
-    use base64::Engine;
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 fn jwt_header(jwt: &str) -> Value {
-    b64_json(jwt.split('.').next().unwrap())
+    harness::jwt::header(jwt).unwrap()
 }
 
 fn jwt_claims(jwt: &str) -> Value {
-    b64_json(jwt.split('.').nth(1).unwrap())
+    harness::jwt::claims(jwt).unwrap()
 }
 
 /// A public client logged in as alice: the client and its token response.
@@ -158,15 +148,7 @@ async fn refresh_grants(stack: &Stack) -> u64 {
 
 /// The published JWKS.
 async fn jwks(stack: &Stack) -> Value {
-    stack
-        .http
-        .get(stack.at("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    stack.get_json("/.well-known/jwks.json").await.unwrap()
 }
 
 async fn jwks_kids(stack: &Stack) -> Vec<String> {

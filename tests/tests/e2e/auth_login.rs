@@ -6,27 +6,11 @@ use harness::stack::{Browser, Pkce, Stack, redirect_prefix};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn jwt_claims(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn metadata_advertises_endpoints_and_s256() {
     let stack = Stack::start().await.unwrap();
-    let m: Value = stack
-        .http
-        .get(stack.at("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let m = stack
+        .get_json("/.well-known/oauth-authorization-server")
         .await
         .unwrap();
     let issuer = stack.issuer();
@@ -46,15 +30,7 @@ async fn metadata_advertises_endpoints_and_s256() {
     assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(m["authorization_response_iss_parameter_supported"], true);
     assert_eq!(m["response_types_supported"], json!(["code"]));
-    let jwks: Value = stack
-        .http
-        .get(stack.at("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = stack.get_json("/.well-known/jwks.json").await.unwrap();
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["alg"], "EdDSA");
@@ -81,18 +57,10 @@ async fn full_login_issues_our_own_tokens() {
     let refresh = tokens["refresh_token"].as_str().unwrap();
     assert_eq!(refresh.len(), 43, "256-bit opaque refresh token");
     let access = tokens["access_token"].as_str().unwrap();
-    let header: Value = {
-        use base64::Engine;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(access.split('.').next().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let header = harness::jwt::header(access).unwrap();
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["typ"], "at+jwt");
-    let claims = jwt_claims(access);
+    let claims = harness::jwt::claims(access).unwrap();
     assert_eq!(claims["iss"], stack.issuer());
     assert_eq!(claims["sub"], "user-alice");
     assert_eq!(claims["aud"], stack.resource);

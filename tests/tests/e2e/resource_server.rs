@@ -8,9 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use harness::Server;
-use harness::stack::{
-    Browser, Client, Pkce, RS_CLIENT_ID, RS_CLIENT_SECRET, Stack, redirect_prefix,
-};
+use harness::stack::{Browser, Client, Pkce, Stack, redirect_prefix};
 use reqwest::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, AUTHORIZATION, CONTENT_TYPE,
     ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -64,22 +62,9 @@ impl Rs {
 
     /// The same, claiming to be `resource`.
     async fn for_stack_as(stack: &Stack, resource: &str, extra: &[&str]) -> Rs {
-        let auth = stack.issuer();
-        let mut args = vec![
-            "--port",
-            "0",
-            "--auth-server",
-            &auth,
-            "--resource",
-            resource,
-            "--rs-client-id",
-            RS_CLIENT_ID,
-            "--rs-client-secret",
-            RS_CLIENT_SECRET,
-            "--taskmanager-url",
-            &stack.tm.url,
-        ];
-        args.extend_from_slice(extra);
+        let mut args = stack.rs_args(0, resource);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Self::launch(&args).await
     }
 

@@ -750,7 +750,7 @@ async fn registered_credentials_work_for_the_authorization_code_flow() {
 /// carries a full login through TaskManager.
 #[tokio::test]
 async fn printed_env_lines_configure_the_auth_server_for_a_full_login() {
-    use harness::stack::{Browser, Pkce, free_port, redirect_prefix};
+    use harness::stack::{Browser, Client, Pkce, authorize_url, free_port, redirect_prefix};
     let tm = mock(&[]).await;
     let admin = login(&tm, "admin", "admin").await;
     let auth_port = free_port().unwrap();
@@ -785,13 +785,12 @@ async fn printed_env_lines_configure_the_auth_server_for_a_full_login() {
         .send().await.unwrap().json().await.unwrap();
     let client_id = reg["client_id"].as_str().unwrap();
     let pkce = Pkce::s256();
-    let mut url = url::Url::parse(&format!("{issuer}/oauth/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", "http://127.0.0.1:41234/cb")
-        .append_pair("code_challenge", &pkce.challenge)
-        .append_pair("code_challenge_method", "S256");
+    let client = Client {
+        client_id: client_id.to_owned(),
+        client_secret: None,
+        redirect_uri: "http://127.0.0.1:41234/cb".to_owned(),
+    };
+    let url = authorize_url(&issuer, &client, &pkce, &[]).unwrap();
     let back = Browser::new()
         .login(
             url,
